@@ -1,0 +1,47 @@
+"""featbench: classical image features against deep embeddings, under one classifier harness."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from featbench.registry import (
+    create_extractor,
+    list_classifiers,
+    list_datasets,
+    list_extractors,
+    register_classifier,
+    register_dataset,
+    register_extractor,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "run",
+    "register_extractor",
+    "register_dataset",
+    "register_classifier",
+    "create_extractor",
+    "list_extractors",
+    "list_datasets",
+    "list_classifiers",
+    "load_dataset",
+]
+
+if TYPE_CHECKING:
+    from featbench.datasets import load_dataset
+    from featbench.runner import run
+
+
+def __getattr__(name: str) -> Any:
+    # run and load_dataset pull in scikit-learn, OpenCV and pandas: import them on first use.
+    if name == "run":
+        from featbench.runner import run
+
+        return run
+    if name == "load_dataset":
+        from featbench.datasets import load_dataset
+
+        return load_dataset
+    raise AttributeError(f"module 'featbench' has no attribute {name!r}")

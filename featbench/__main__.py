@@ -1,0 +1,3 @@
+from featbench.cli import main
+
+raise SystemExit(main())

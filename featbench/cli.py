@@ -1,0 +1,143 @@
+"""Command line: ``featbench run / list / report``.
+
+Errors in the user's input print one line and exit with code 2; ``--debug``
+shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib.util
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from featbench.errors import FeatbenchError
+
+EXIT_USER_ERROR = 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="featbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run an experiment file and write its reports")
+    p.add_argument("config", help="experiment TOML file, e.g. experiments/default.toml")
+    p.add_argument("--out", help="output folder (default: results/<experiment name>)")
+    p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse finished cells of an earlier or interrupted run (default: yes)")
+    p.add_argument("--n-jobs", type=int, help="extraction workers, overrides [run] n_jobs (-1: all cores)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+
+    p = sub.add_parser("list", help="list registered extractors, datasets or classifiers")
+    p.add_argument("kind", nargs="?", default="all", choices=["extractors", "datasets", "classifiers", "all"])
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'h*'")
+
+    p = sub.add_parser("report", help="rewrite the reports of a finished run from its cells")
+    p.add_argument("run_dir", help="a run's output folder, e.g. results/default")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``featbench`` command; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="featbench: %(levelname)s: %(message)s")
+    if not args.debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "list":
+            return _cmd_list(args)
+        return _cmd_report(args)
+    except FeatbenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"featbench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("featbench: interrupted; finished cells are kept: run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args) -> int:
+    from featbench.runner import run
+
+    result = run(args.config, args.out, skip_existing=args.skip_existing, n_jobs=args.n_jobs,
+                 progress=args.progress)
+    bad = [r for r in result.records if r["status"] != "ok"]
+    print(f"featbench: {len(result.records)} cells ({result.computed} computed, {result.reused} reused"
+          f"{f', {len(bad)} not ok' if bad else ''}) -> {result.report}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from featbench.registry import CLASSIFIERS, DATASETS, EXTRACTORS
+
+    kinds = ["extractors", "datasets", "classifiers"] if args.kind == "all" else [args.kind]
+    registries = {"extractors": EXTRACTORS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
+    for kind in kinds:
+        reg = registries[kind]
+        rows = []
+        for name in reg.list(args.pattern):
+            obj = reg.get(name)
+            rows.append((name, *_describe(kind, obj)))
+        for name, u in sorted(reg.unavailable().items()):
+            if fnmatch.fnmatchcase(name, args.pattern):
+                rows.append((name, "?", f"(plugin from {u.source})", f"unavailable: {u.reason}"))
+        if len(kinds) > 1:
+            print(f"{kind}:")
+        width = max([len(r[0]) for r in rows] + [4])
+        fam = max([len(r[1]) for r in rows] + [6])
+        for name, family, desc, avail in rows:
+            print(f"  {name:<{width}}  {family:<{fam}}  {avail:<11}  {desc}")
+        if not rows:
+            print(f"  (no {kind} match {args.pattern!r})")
+    return 0
+
+
+def _describe(kind: str, obj) -> tuple[str, str, str]:
+    if kind == "extractors":
+        spec = obj.spec
+        missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+        avail = f"needs {', '.join(missing)}" if missing else "available"
+        return spec.family, spec.description, avail
+    if kind == "classifiers":
+        return obj.family, obj.description, "available"
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return "dataset", doc[0] if doc else "", "available"
+
+
+def _cmd_report(args) -> int:
+    from featbench.errors import ConfigError
+    from featbench.reporting import write_reports
+
+    run_dir = Path(args.run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise ConfigError(f"{info_path} not found; 'featbench report' takes the output folder of a finished run")
+    info = json.loads(info_path.read_text())
+    by_id = {}
+    for cell in (run_dir / "cells").glob("*.json"):
+        rec = json.loads(cell.read_text())
+        by_id[rec.get("cell_id")] = rec
+    missing = [c for c in info.get("cell_ids", []) if c not in by_id]
+    if missing:
+        raise ConfigError(f"{run_dir / 'cells'} lacks {len(missing)} of the run's cells; run the experiment again")
+    records = [by_id[c] for c in info["cell_ids"]]
+    write_reports(run_dir, records, info)
+    print(f"featbench: rewrote {run_dir / 'report.md'} from {len(records)} cells")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""Experiment files (TOML): datasets × extractors × classifiers, validated before anything runs.
+
+Example
+-------
+.. code-block:: toml
+
+    name = "mine"                 # results go to results/mine/
+    plugins = ["my_extractor.py"] # .py files (relative to this file) or module names
+
+    [run]
+    n_jobs = -1                   # extraction workers (-1: all cores)
+    backend = "loky"              # "loky", "threading" or "dask"
+
+    [protocol]                    # default for every dataset
+    kind = "holdout"              # "official", "holdout" or "kfold"
+    repeats = 3
+    test_size = 0.25
+
+    [[datasets]]
+    name = "digits"
+    limit_per_class = 100         # any other key is a parameter of the loader
+
+    [[extractors]]
+    name = "hog"
+    size = 32                     # any other key is a parameter of the extractor
+
+    [[classifiers]]
+    name = "linear-svm"
+    C = [0.01, 0.1, 1]
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sklearn.utils._param_validation import InvalidParameterError
+
+from featbench.errors import ConfigError, FeatbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from featbench.evaluation.splits import KINDS, Protocol
+from featbench.registry import CLASSIFIERS, DATASETS, create_extractor, load_plugin
+
+__all__ = [
+    "Experiment",
+    "RunSettings",
+    "DatasetConfig",
+    "ExtractorConfig",
+    "ClassifierConfig",
+    "load_experiment",
+    "parse_experiment",
+]
+
+BACKENDS = ("loky", "threading", "dask")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    n_jobs: int = -1
+    backend: str = "loky"
+    scheduler: str | None = None
+    cache_dir: str | None = None
+    inner_folds: int = 3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    label: str
+    params: dict
+    protocol: Protocol
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    name: str
+    label: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    name: str
+    label: str
+    C: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    source: str
+    description: str = ""
+    plugins: tuple[str, ...] = ()
+    run: RunSettings = field(default_factory=RunSettings)
+    protocol: Protocol = field(default_factory=Protocol)
+    datasets: tuple[DatasetConfig, ...] = ()
+    extractors: tuple[ExtractorConfig, ...] = ()
+    classifiers: tuple[ClassifierConfig, ...] = ()
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; user plugins named in it are imported."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {str(path)!r} not found")
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_experiment(data, source=str(path), base=path.parent, default_name=path.stem)
+
+
+def parse_experiment(
+    data: dict, source: str = "<config>", base: Path | None = None, default_name: str = "run"
+) -> Experiment:
+    """Validate a parsed experiment dictionary; see the module docstring for its keys."""
+    where = source
+    _check_keys(data, {"name", "description", "plugins", "run", "protocol", "datasets", "extractors",
+                       "classifiers"}, where, "top level")
+    name = _typed(data, "name", str, default_name, where)
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ConfigError(f"{where}: name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    plugins = _typed(data, "plugins", list, [], where)
+    for p in plugins:
+        if not isinstance(p, str):
+            raise ConfigError(f"{where}: plugins must be a list of strings (paths or module names), got {p!r}")
+        load_plugin(p, base)
+
+    run = _dataclass_from(RunSettings, _typed(data, "run", dict, {}, where), f"{where} [run]")
+    if run.backend not in BACKENDS:
+        raise ConfigError(f"{where} [run]: backend {run.backend!r} is not one of {', '.join(BACKENDS)}")
+    if run.n_jobs == 0:
+        raise ConfigError(f"{where} [run]: n_jobs must be -1 (all cores) or a positive number, got 0")
+    if run.inner_folds < 2:
+        raise ConfigError(f"{where} [run]: inner_folds must be >= 2, got {run.inner_folds}")
+    protocol = _protocol(_typed(data, "protocol", dict, {}, where), Protocol(), f"{where} [protocol]")
+
+    datasets = []
+    for i, d in enumerate(_tables(data, "datasets", where)):
+        w = f"{where} [[datasets]] #{i + 1}"
+        dname = _required_str(d, "name", w)
+        loader = _lookup(DATASETS, dname, w)
+        params = {k: v for k, v in d.items() if k not in ("name", "label", "protocol")}
+        _check_signature(loader, params, f"{w} ({dname})", "dataset")
+        proto = _protocol(_typed(d, "protocol", dict, {}, w), protocol, f"{w} [protocol]")
+        label = _typed(d, "label", str, dname, w)
+        datasets.append(DatasetConfig(dname, label, params, proto))
+
+    extractors = []
+    for i, e in enumerate(_tables(data, "extractors", where)):
+        w = f"{where} [[extractors]] #{i + 1}"
+        ename = _required_str(e, "name", w)
+        params = {k: v for k, v in e.items() if k not in ("name", "label")}
+        try:
+            extractor = create_extractor(ename, **params)
+            extractor.validate()
+        except InvalidParameterError as exc:
+            raise ConfigError(f"{w} ({ename}): {exc}") from None
+        except FeatbenchError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
+        label = _typed(e, "label", str, extractor.label, w)
+        extractors.append(ExtractorConfig(ename, label, params))
+
+    classifiers = []
+    for i, c in enumerate(_tables(data, "classifiers", where)):
+        w = f"{where} [[classifiers]] #{i + 1}"
+        _check_keys(c, {"name", "label", "C"}, w, "a classifier table")
+        cname = _required_str(c, "name", w)
+        cls = _lookup(CLASSIFIERS, cname, w)
+        grid = c.get("C", list(cls.default_C))
+        if isinstance(grid, (int, float)) and not isinstance(grid, bool):
+            grid = [grid]
+        if not isinstance(grid, list) or not grid or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in grid
+        ):
+            raise ConfigError(f"{w}: C must be a positive number or a non-empty list of them, got {grid!r}")
+        label = _typed(c, "label", str, cname, w)
+        classifiers.append(ClassifierConfig(cname, label, tuple(float(x) for x in grid)))
+
+    for kind, items in (("datasets", datasets), ("extractors", extractors), ("classifiers", classifiers)):
+        if not items:
+            raise ConfigError(f"{where}: needs at least one [[{kind}]] table")
+        labels = [x.label for x in items]
+        dup = {x for x in labels if labels.count(x) > 1}
+        if dup:
+            raise ConfigError(f"{where}: two [[{kind}]] have the same label {sorted(dup)[0]!r}; "
+                              "give each a distinct label = \"...\"")
+    return Experiment(
+        name=name,
+        source=source,
+        description=_typed(data, "description", str, "", where),
+        plugins=tuple(plugins),
+        run=run,
+        protocol=protocol,
+        datasets=tuple(datasets),
+        extractors=tuple(extractors),
+        classifiers=tuple(classifiers),
+        raw=data,
+    )
+
+
+# -- helpers ------------------------------------------------------------------------
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a table"}
+
+
+def _typed(table: dict, key: str, typ: type, default: Any, where: str) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise ConfigError(f"{where}: {key} must be {_TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict, accepted: set[str], where: str, what: str) -> None:
+    for key in table:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r} in {what}; {hint}accepted: {', '.join(sorted(accepted))}")
+
+
+def _tables(data: dict, key: str, where: str) -> list[dict]:
+    items = data.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+        raise ConfigError(f"{where}: {key} must be an array of tables, written [[{key}]]")
+    return items
+
+
+def _required_str(table: dict, key: str, where: str) -> str:
+    if key not in table:
+        raise ConfigError(f"{where}: missing required key {key!r}")
+    return _typed(table, key, str, None, where)
+
+
+def _lookup(registry, name: str, where: str):
+    try:
+        return registry.get(name)
+    except FeatbenchError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_signature(fn, params: dict, where: str, kind: str) -> None:
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = [n for n, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where}: unknown {kind} parameter {key!r}; {hint}accepted: {', '.join(accepted)}")
+    missing = [n for n, p in sig.parameters.items()
+               if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in params]
+    if missing:
+        raise ConfigError(f"{where}: missing required {kind} parameter {missing[0]!r}")
+
+
+def _dataclass_from(cls, table: dict, where: str):
+    types = {f.name: f.type for f in fields(cls)}
+    _check_keys(table, set(types), where, "this table")
+    values = {}
+    for key, value in table.items():
+        t = types[key]
+        if "int" in t and "float" not in t:
+            values[key] = _typed(table, key, int, None, where)
+        elif "float" in t and "int" not in t:
+            values[key] = _typed(table, key, float, None, where)
+        elif t.startswith("str"):
+            values[key] = _typed(table, key, str, None, where)
+        else:
+            values[key] = value
+    return cls(**values)
+
+
+def _protocol(table: dict, default: Protocol, where: str) -> Protocol:
+    names = {f.name for f in fields(Protocol)}
+    _check_keys(table, names, where, "a protocol table")
+    values = {}
+    for key in ("kind",):
+        if key in table:
+            values[key] = _typed(table, key, str, None, where)
+            if values[key] not in KINDS:
+                raise ConfigError(f"{where}: kind {values[key]!r} is not one of {', '.join(KINDS)}")
+    for key in ("repeats", "folds", "seed"):
+        if key in table:
+            values[key] = _typed(table, key, int, None, where)
+            low = 2 if key == "folds" else (1 if key == "repeats" else 0)
+            if values[key] < low:
+                raise ConfigError(f"{where}: {key} must be an integer >= {low}, got {values[key]}")
+    for key in ("test_size", "train_size"):
+        if key in table:
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (isinstance(v, float) and v >= 1):
+                raise ConfigError(
+                    f"{where}: {key} must be a fraction in (0, 1) or a positive number of images, got {v!r}"
+                )
+            values[key] = v
+    return replace(default, **values)

@@ -1,0 +1,62 @@
+"""Records → per-split and summary tables (pandas)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["results_table", "summary_table", "RESULT_COLUMNS", "TIMING_COLUMNS"]
+
+RESULT_COLUMNS = [
+    "dataset", "extractor", "weights", "classifier", "split", "status",
+    "accuracy", "balanced_accuracy", "f1_macro", "C", "dim", "n_train", "n_test", "empty_features",
+    "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
+    "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
+    "classifier_name", "C_grid", "n_images", "n_classes", "skipped_images", "confusion", "class_names",
+    "cell_id",
+]
+# Measured durations and memory: they differ between two runs of the same cells.
+TIMING_COLUMNS = [
+    "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s",
+    "predict_ms_per_image", "peak_rss_mb", "features_from_cache",
+]
+GROUP = ["dataset", "extractor", "weights", "classifier"]
+METRICS = ["accuracy", "balanced_accuracy", "f1_macro"]
+MEANS = ["extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image"]
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    """One row per (dataset, extractor, classifier, split), in run order."""
+    df = pd.DataFrame.from_records(records)
+    for col in RESULT_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA
+    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
+    df = df[RESULT_COLUMNS + extra]
+    df["weights"] = df["weights"].fillna("")
+    return df
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over splits, one row per (dataset, extractor, weights, classifier)."""
+    rows = []
+    for key, g in results.groupby(GROUP, sort=False, dropna=False):
+        ok = g[g["status"] == "ok"]
+        row = dict(zip(GROUP, key))
+        row["splits"] = len(g)
+        row["splits_ok"] = len(ok)
+        bad = g.loc[g["status"] != "ok", "status"]
+        row["status"] = "ok" if bad.empty else str(bad.iloc[0])
+        for m in METRICS:
+            vals = pd.to_numeric(ok[m], errors="coerce")
+            row[f"{m}_mean"] = vals.mean() if len(ok) else float("nan")
+            row[f"{m}_std"] = vals.std(ddof=1) if len(ok) > 1 else (0.0 if len(ok) else float("nan"))
+        for m in MEANS:
+            row[m] = pd.to_numeric(ok[m], errors="coerce").mean() if len(ok) else float("nan")
+        row["dim"] = ok["dim"].iloc[0] if len(ok) else pd.NA
+        row["C_chosen"] = " ".join(f"{c:g}" for c in pd.to_numeric(ok["C"], errors="coerce").dropna())
+        row["empty_features"] = pd.to_numeric(ok["empty_features"], errors="coerce").max() if len(ok) else 0
+        row["family"] = g["family"].iloc[0]
+        row["n_train"] = g["n_train"].iloc[0]
+        row["n_test"] = g["n_test"].iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,375 @@
+"""Run an experiment: datasets × extractors × splits × classifiers, cached, parallel, resumable.
+
+Each (dataset, extractor, classifier, split) cell writes one JSON record to
+``<out>/cells/`` atomically as soon as it finishes. Starting the same run again
+reuses every finished cell (``skip_existing``, the default) and recomputes only
+the missing ones and those that had failed or been skipped. Features are cached
+on disk (:mod:`featbench.cache`), so a new classifier on old features costs no
+extraction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from tqdm.auto import tqdm
+
+from featbench._io import atomic_write_json
+from featbench.cache import FeatureCache, default_cache_dir, feature_key
+from featbench.classifiers import fit_with_c_search
+from featbench.config import Experiment, ExtractorConfig, load_experiment
+from featbench.datasets import ImageSet, load_dataset
+from featbench.errors import WeightsUnavailableError
+from featbench.evaluation import Split, classification_metrics, make_splits, peak_rss_mb
+from featbench.registry import CLASSIFIERS, create_extractor
+
+__all__ = ["run", "RunResult", "transform_parallel"]
+
+log = logging.getLogger("featbench")
+
+# Below this many images, starting worker processes costs more than it saves.
+MIN_PARALLEL_IMAGES = 256
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced."""
+
+    out_dir: Path
+    records: list[dict]
+    computed: int
+    reused: int
+
+    @property
+    def report(self) -> Path:
+        return self.out_dir / "report.md"
+
+
+def run(
+    experiment: str | Path | Experiment,
+    out: str | Path | None = None,
+    *,
+    skip_existing: bool = True,
+    n_jobs: int | None = None,
+    progress: bool | None = None,
+) -> RunResult:
+    """Run ``experiment`` (a path to a TOML file or a parsed :class:`Experiment`).
+
+    Parameters
+    ----------
+    out : path, optional
+        Output folder; default ``results/<experiment name>``.
+    skip_existing : bool
+        Reuse finished cells found in ``<out>/cells``.
+    n_jobs : int, optional
+        Overrides ``[run] n_jobs``.
+    progress : bool, optional
+        Progress bars; default: only when stderr is a terminal.
+    """
+    from featbench.reporting import write_reports
+
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    out_dir = Path(out) if out is not None else Path("results") / exp.name
+    cells_dir = out_dir / "cells"
+    settings = exp.run
+    jobs = n_jobs if n_jobs is not None else settings.n_jobs
+    cache_root = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
+    cache = FeatureCache(os.path.expandvars(os.path.expanduser(str(cache_root))) if cache_root != "" else None)
+    disable_bars = None if progress is None else not progress
+    started = datetime.now(timezone.utc)
+    t_start = time.perf_counter()
+
+    # Everything a user can get wrong is checked before the first cell runs.
+    loaded: list[tuple[Any, ImageSet, list[Split]]] = []
+    for dcfg in exp.datasets:
+        images = load_dataset(dcfg.name, **dcfg.params)
+        splits = make_splits(images.labels, dcfg.protocol, images.official_split, dataset=dcfg.label)
+        loaded.append((dcfg, images, splits))
+    classifiers = [(c, CLASSIFIERS.get(c.name)()) for c in exp.classifiers]
+
+    n_cells = sum(len(s) for _, _, s in loaded) * len(exp.extractors) * len(classifiers)
+    records: list[dict] = []
+    computed = reused = 0
+    bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
+    with _backend(settings.backend, settings.scheduler):
+        for dcfg, images, splits in loaded:
+            dataset_info = {
+                "dataset": dcfg.label,
+                "n_images": len(images),
+                "n_classes": images.n_classes,
+                "skipped_images": len(images.skipped),
+            }
+            for ecfg in exp.extractors:
+                extractor = create_extractor(ecfg.name, **ecfg.params)
+                full: dict = {}  # features of the whole set, for extractors that learn nothing
+                for split in splits:
+                    cells = []
+                    for ccfg, clf in classifiers:
+                        cell_id = _cell_id(images.fingerprint, dcfg, ecfg, ccfg, split, settings)
+                        path = cells_dir / f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(ccfg.label)}__{split.id}__{cell_id[:10]}.json"
+                        old = _read_record(path) if skip_existing else None
+                        if old is not None and old.get("status") == "ok":
+                            records.append(old)
+                            reused += 1
+                            bar.update(1)
+                        else:
+                            cells.append((ccfg, clf, cell_id, path))
+                    if not cells:
+                        continue
+                    base = {
+                        **dataset_info,
+                        "extractor": ecfg.label,
+                        "extractor_name": ecfg.name,
+                        "extractor_params": json.dumps(ecfg.params, sort_keys=True),
+                        "family": extractor.spec.family,
+                        "weights": getattr(extractor, "weights_label", ""),
+                        "split": split.id,
+                        "n_train": len(split.train),
+                        "n_test": len(split.test),
+                    }
+                    try:
+                        feats = _features(extractor, images, split, cache, full, jobs, settings.backend, disable_bars)
+                        status = "ok"
+                    except WeightsUnavailableError as exc:
+                        feats, status = None, f"skipped: {exc}"
+                    except Exception as exc:  # one broken extractor must not stop the run
+                        log.debug("extraction failed", exc_info=True)
+                        feats, status = None, f"failed: {type(exc).__name__}: {_one_line(exc)}"
+                    for ccfg, clf, cell_id, path in cells:
+                        rec = {**base, "classifier": ccfg.label, "classifier_name": ccfg.name,
+                               "C_grid": json.dumps(list(ccfg.C)), "cell_id": cell_id, "status": status}
+                        if feats is not None:
+                            try:
+                                rec.update(_classify(clf, ccfg.C, feats, images, split, settings))
+                            except Exception as exc:
+                                log.debug("classifier failed", exc_info=True)
+                                rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
+                        rec["peak_rss_mb"] = round(peak_rss_mb(), 1)
+                        atomic_write_json(path, rec)
+                        records.append(rec)
+                        computed += 1
+                        bar.update(1)
+    bar.close()
+
+    run_info = {
+        "name": exp.name,
+        "experiment": exp.source,
+        "config": exp.raw,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "cells": {"total": n_cells, "computed": computed, "reused": reused},
+        "cell_ids": [r["cell_id"] for r in records],
+        "n_jobs": effective_n_jobs(jobs),
+        "backend": settings.backend,
+        "feature_cache": str(cache.root) if cache.root else None,
+        **environment_info(),
+    }
+    write_reports(out_dir, records, run_info)
+    return RunResult(out_dir, records, computed, reused)
+
+
+# -- features -------------------------------------------------------------------------
+@dataclass
+class Features:
+    train: np.ndarray
+    test: np.ndarray
+    fit_s: float
+    extract_ms_per_image: float
+    from_cache: bool
+
+
+def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, full: dict,
+              n_jobs: int, backend: str, disable_bars: bool | None) -> Features:
+    if not extractor.spec.fitted:
+        if "X" not in full:
+            key = feature_key(images.fingerprint, extractor)
+            hit = cache.load(key)
+            if hit is not None and hit[0].shape[0] == len(images):
+                full["X"], meta = hit
+                full["cached"] = True
+            else:
+                t0 = time.perf_counter()
+                extractor.fit(images[:0] if len(images) else images)
+                fit_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                X = transform_parallel(extractor, images, n_jobs, backend, disable_bars)
+                extract_s = time.perf_counter() - t0
+                meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1]}
+                cache.save(key, X, meta)
+                full["X"], full["cached"] = X, False
+            full["meta"] = meta
+        X, meta = full["X"], full["meta"]
+        return Features(X[split.train], X[split.test], meta["fit_s"],
+                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"])
+
+    key = feature_key(images.fingerprint, extractor, split.digest)
+    hit = cache.load(key)
+    n_train = len(split.train)
+    if hit is not None and hit[0].shape[0] == n_train + len(split.test):
+        X, meta = hit
+        cached = True
+    else:
+        train, test = images.subset(split.train), images.subset(split.test)
+        t0 = time.perf_counter()
+        extractor.fit(train, train.labels)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars)
+                            for part in (train, test)])
+        extract_s = time.perf_counter() - t0
+        meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1]}
+        cache.save(key, X, meta)
+        cached = False
+    return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached)
+
+
+def _transform_chunk(extractor, images) -> np.ndarray:
+    return extractor.transform(images)
+
+
+def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky",
+                       disable_bars: bool | None = True) -> np.ndarray:
+    """``extractor.transform(images)`` split over workers in chunks; same result as serial."""
+    n = len(images)
+    workers = effective_n_jobs(n_jobs) if backend != "dask" else max(2, effective_n_jobs(n_jobs))
+    if workers <= 1 or not extractor.spec.parallel or n < MIN_PARALLEL_IMAGES:
+        return extractor.transform(images)
+    chunks = [c for c in np.array_split(np.arange(n), min(n, workers * 4)) if len(c)]
+    take = images.subset if isinstance(images, ImageSet) else (lambda idx: [images[int(i)] for i in idx])
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+    parts = parallel(delayed(_transform_chunk)(extractor, take(c)) for c in chunks)
+    return np.ascontiguousarray(np.concatenate(list(tqdm(
+        parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
+        leave=False, disable=disable_bars)), axis=0), dtype=np.float32)
+
+
+@contextmanager
+def _backend(name: str, scheduler: str | None):
+    if name == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:
+            from featbench.errors import ConfigError
+
+            raise ConfigError(
+                "backend 'dask' needs dask.distributed: pip install 'featbench[dask]'"
+            ) from exc
+        client = Client(scheduler) if scheduler else Client(processes=True)
+        try:
+            with parallel_config(backend="dask"):
+                yield
+        finally:
+            client.close()
+    else:
+        with parallel_config(backend=name) if name != "loky" else nullcontext():
+            yield
+
+
+# -- classification ---------------------------------------------------------------------
+def _classify(clf, C_grid, feats: Features, images: ImageSet, split: Split, settings) -> dict:
+    labels = images.labels
+    y_train, y_test = labels[split.train], labels[split.test]
+    t0 = time.perf_counter()
+    model, best_c = fit_with_c_search(clf, feats.train, y_train, C_grid,
+                                      inner_folds=settings.inner_folds, random_state=settings.seed)
+    clf_fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    y_pred = model.predict(feats.test)
+    predict_s = time.perf_counter() - t0
+    metrics = classification_metrics(y_test, y_pred, images.n_classes)
+    empty = int((~feats.train.any(axis=1)).sum() + (~feats.test.any(axis=1)).sum())
+    return {
+        "accuracy": metrics["accuracy"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "f1_macro": metrics["f1_macro"],
+        "confusion": json.dumps(metrics["confusion"]),
+        "class_names": json.dumps(images.class_names),
+        "C": best_c,
+        "dim": int(feats.train.shape[1]),
+        "empty_features": empty,
+        "extractor_fit_s": round(feats.fit_s, 4),
+        "extract_ms_per_image": round(feats.extract_ms_per_image, 4),
+        "images_per_s": round(1000.0 / feats.extract_ms_per_image, 1) if feats.extract_ms_per_image > 0 else None,
+        "classifier_fit_s": round(clf_fit_s, 4),
+        "predict_ms_per_image": round(1000 * predict_s / max(len(split.test), 1), 5),
+        "features_from_cache": feats.from_cache,
+    }
+
+
+# -- bookkeeping ----------------------------------------------------------------------------
+def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, settings) -> str:
+    payload = {
+        "dataset": [dcfg.name, dcfg.params, fingerprint],
+        "extractor": [ecfg.name, ecfg.params],
+        "classifier": [ccfg.name, list(ccfg.C)],
+        "split": split.digest,
+        "inner_folds": settings.inner_folds,
+        "seed": settings.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def environment_info() -> dict:
+    """Package versions, CPU model and cores, Python, git commit of the working directory."""
+    versions = {}
+    for pkg in ("featbench", "numpy", "scikit-learn", "scikit-image", "opencv-python-headless",
+                "tensorflow", "tensorflow-cpu", "keras", "joblib", "pandas"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=False).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "git_commit": commit,
+        "versions": versions,
+    }
+

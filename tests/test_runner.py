@@ -1,0 +1,236 @@
+"""Runner: reports, caching, protocol, and resuming a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featbench import run
+from featbench.config import parse_experiment
+from featbench.datasets import ArrayImageSet
+from featbench.evaluation import Protocol, make_splits
+from featbench.reporting import TIMING_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = """
+name = "small"
+[protocol]
+kind = "holdout"
+repeats = 2
+test_size = 0.3
+[[datasets]]
+name = "digits"
+limit_per_class = 20
+[[extractors]]
+name = "pixels"
+size = 8
+[[extractors]]
+name = "hog"
+size = 16
+cell_size = 4
+block_size = 8
+block_stride = 4
+[[classifiers]]
+name = "logreg"
+C = [0.1, 1.0]
+[[classifiers]]
+name = "rbf-svm"
+C = [10.0]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(textwrap.dedent(text))
+    return cfg
+
+
+def test_run_writes_every_report(tmp_path):
+    result = run(_write(tmp_path, SMALL), tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("results.csv", "summary.csv", "report.md", "run.json",
+                 "plots/digits_accuracy_vs_time.png", "plots/digits_confusion.png"):
+        assert (out / name).is_file(), name
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 2 * 2 * 2  # extractors × classifiers × splits
+    assert set(results["status"]) == {"ok"}
+    assert results["n_train"].tolist() == [140] * 8 and results["n_test"].tolist() == [60] * 8
+    hog = results[results["extractor"].str.startswith("hog")]
+    assert (hog["dim"] == 3 * 3 * 4 * 9).all()  # (16 - 8) / 4 + 1 = 3 blocks a side
+    assert (results["accuracy"] > 0.6).all()
+    for col in ("extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image", "peak_rss_mb"):
+        assert (results[col] > 0).all(), col
+    # the best C is one of the grid, chosen on the training part
+    assert set(results[results["classifier"] == "logreg"]["C"]) <= {0.1, 1.0}
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 4 and (summary["splits"] == 2).all()
+    first = results[(results["extractor"] == "pixels(size=8)") & (results["classifier"] == "logreg")]
+    np.testing.assert_allclose(summary.loc[0, "accuracy_mean"], first["accuracy"].mean(), rtol=1e-5)
+    info = json.loads((out / "run.json").read_text())
+    for key in ("config", "versions", "cpu", "cores", "git_commit", "started", "finished"):
+        assert key in info
+    assert info["cells"] == {"total": 8, "computed": 8, "reused": 0}
+    report = (out / "report.md").read_text()
+    assert "## digits" in report and "Confusion matrix" in report
+    # sorted by accuracy within the dataset
+    table = [ln for ln in report.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    accs = [float(ln.split("|")[5].split("±")[0]) for ln in table]
+    assert accs == sorted(accs, reverse=True) and len(accs) == 4
+    assert result.computed == 8
+
+
+def test_second_run_recomputes_nothing_and_uses_feature_cache(tmp_path):
+    cfg = _write(tmp_path, SMALL)
+    run(cfg, tmp_path / "out")
+    again = run(cfg, tmp_path / "out")
+    assert (again.computed, again.reused) == (0, 8)
+    # a new output folder: cells are recomputed, features come from the cache
+    fresh = run(cfg, tmp_path / "out2")
+    assert fresh.computed == 8
+    assert all(r["features_from_cache"] for r in fresh.records)
+    a = pd.read_csv(tmp_path / "out" / "results.csv").drop(columns=TIMING_COLUMNS)
+    b = pd.read_csv(tmp_path / "out2" / "results.csv").drop(columns=TIMING_COLUMNS)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_official_split_used_when_asked():
+    images = ArrayImageSet("toy", np.zeros((10, 4, 4), np.uint8), np.arange(10) % 2, ["a", "b"],
+                           official_split=(np.arange(6), np.arange(6, 10)))
+    (split,) = make_splits(images.labels, Protocol(kind="official"), images.official_split)
+    assert split.train.tolist() == list(range(6)) and split.test.tolist() == [6, 7, 8, 9]
+
+
+def test_holdout_is_stratified_and_deterministic():
+    labels = np.repeat(np.arange(3), 20)
+    a = make_splits(labels, Protocol(kind="holdout", repeats=3, test_size=0.25, seed=1))
+    b = make_splits(labels, Protocol(kind="holdout", repeats=3, test_size=0.25, seed=1))
+    assert len(a) == 3
+    for s, t in zip(a, b):
+        assert np.array_equal(s.train, t.train) and np.array_equal(s.test, t.test)
+        assert not set(s.train) & set(s.test)
+        assert np.bincount(labels[s.test]).tolist() == [5, 5, 5]
+    assert not np.array_equal(a[0].test, a[1].test)
+    folds = make_splits(labels, Protocol(kind="kfold", folds=4, repeats=1))
+    assert len(folds) == 4
+    assert sorted(np.concatenate([f.test for f in folds]).tolist()) == list(range(60))
+
+
+def test_failed_extractor_is_recorded_and_run_goes_on(tmp_path):
+    from featbench import register_extractor
+    from featbench.extractors import Extractor, ExtractorSpec
+    from featbench.registry import EXTRACTORS
+
+    @register_extractor("test-always-fails")
+    class Fails(Extractor):
+        spec = ExtractorSpec(family="classical", color="gray", description="fails", references=("-",))
+
+        def _transform_one(self, image):
+            raise RuntimeError("boom at pixel 3")
+
+    try:
+        cfg = _write(tmp_path, SMALL.replace('name = "pixels"', 'name = "test-always-fails"').replace("size = 8\n", "", 1))
+        result = run(cfg, tmp_path / "out")
+    finally:
+        EXTRACTORS.unregister("test-always-fails")
+    statuses = {r["extractor"]: r["status"] for r in result.records}
+    assert statuses["test-always-fails"] == "failed: RuntimeError: boom at pixel 3"
+    assert statuses["hog(block_size=8, block_stride=4, cell_size=4, size=16)"] == "ok"
+    assert "failed: RuntimeError: boom at pixel 3" in (tmp_path / "out" / "report.md").read_text()
+
+
+SLOW_PLUGIN = '''
+import time
+from featbench import register_extractor
+from featbench.extractors import Extractor, ExtractorSpec
+
+
+@register_extractor("test-slow-means")
+class SlowMeans(Extractor):
+    """Row means, slowly (for the resume test).
+
+    References
+    ----------
+    none
+    """
+    spec = ExtractorSpec(family="classical", color="gray", description="slow", references=("-",), fitted=True)
+
+    def _transform_batch(self, images):
+        time.sleep(0.4)
+        import numpy as np
+        return np.stack([images[i].mean(axis=1) for i in range(len(images))])
+'''
+
+
+def test_killed_run_resumes_only_unfinished_cells(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_PLUGIN)
+    cfg = _write(tmp_path, """
+        name = "resume"
+        plugins = ["slow.py"]
+        [protocol]
+        repeats = 4
+        test_size = 0.3
+        [[datasets]]
+        name = "digits"
+        limit_per_class = 10
+        [[extractors]]
+        name = "test-slow-means"
+        [[classifiers]]
+        name = "logreg"
+        C = [1.0]
+        [[classifiers]]
+        name = "linear-svm"
+        C = [0.1]
+    """)
+    out = tmp_path / "out"
+    cells = out / "cells"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cells.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    assert 2 <= len(done) < 8, f"kill came too late or too early: {len(done)} cells"
+    assert not (out / "results.csv").exists()
+
+    resumed = run(cfg, out)
+    assert resumed.reused == len(done)
+    assert resumed.computed == 8 - len(done)
+    assert {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if p.name in done} == done
+
+    uninterrupted = run(cfg, tmp_path / "out-full", skip_existing=False)
+    assert uninterrupted.computed == 8
+    a = pd.read_csv(out / "results.csv").drop(columns=TIMING_COLUMNS)
+    b = pd.read_csv(tmp_path / "out-full" / "results.csv").drop(columns=TIMING_COLUMNS)
+    pd.testing.assert_frame_equal(a, b)
+    sa = pd.read_csv(out / "summary.csv")
+    sb = pd.read_csv(tmp_path / "out-full" / "summary.csv")
+    cols = ["dataset", "extractor", "classifier", "accuracy_mean", "accuracy_std", "f1_macro_mean", "C_chosen"]
+    pd.testing.assert_frame_equal(sa[cols], sb[cols])
+
+
+def test_parse_experiment_rejects_duplicate_labels():
+    from featbench.errors import ConfigError
+
+    data = {"datasets": [{"name": "digits"}], "extractors": [{"name": "hog"}, {"name": "hog"}],
+            "classifiers": [{"name": "logreg"}]}
+    with pytest.raises(ConfigError, match="same label 'hog'"):
+        parse_experiment(data)
