@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from featbench import __version__
 from featbench._io import atomic_write, atomic_write_json
 
 __all__ = ["FeatureCache", "default_cache_dir", "feature_key"]
@@ -31,6 +32,7 @@ def feature_key(fingerprint: str, extractor: Any, split_digest: str | None = Non
     cls = type(extractor)
     payload = {
         "format": CACHE_FORMAT,
+        "featbench": __version__,
         "dataset": fingerprint,
         "extractor": f"{cls.__module__}.{cls.__qualname__}",
         "version": getattr(cls, "cache_version", 1),

@@ -30,6 +30,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
+from featbench import __version__
 from featbench._io import atomic_write_json
 from featbench.cache import FeatureCache, default_cache_dir, feature_key
 from featbench.classifiers import fit_with_c_search
@@ -107,7 +108,7 @@ def run(
     records: list[dict] = []
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
-    with _backend(settings.backend, settings.scheduler):
+    with _backend(settings.backend, settings.scheduler, jobs):
         for dcfg, images, splits in loaded:
             dataset_info = {
                 "dataset": dcfg.label,
@@ -260,8 +261,14 @@ def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky
         leave=False, disable=disable_bars)), axis=0), dtype=np.float32)
 
 
+def _warm_worker() -> int:
+    import featbench.extractors  # noqa: F401  (OpenCV, scikit-learn: imported once, before any timing)
+
+    return os.getpid()
+
+
 @contextmanager
-def _backend(name: str, scheduler: str | None):
+def _backend(name: str, scheduler: str | None, n_jobs: int):
     if name == "dask":
         try:
             from dask.distributed import Client
@@ -279,6 +286,9 @@ def _backend(name: str, scheduler: str | None):
             client.close()
     else:
         with parallel_config(backend=name) if name != "loky" else nullcontext():
+            if name == "loky" and effective_n_jobs(n_jobs) > 1:
+                # Start the worker pool now, so that no extractor's timing includes it.
+                Parallel(n_jobs=n_jobs)(delayed(_warm_worker)() for _ in range(effective_n_jobs(n_jobs)))
             yield
 
 
@@ -316,6 +326,7 @@ def _classify(clf, C_grid, feats: Features, images: ImageSet, split: Split, sett
 # -- bookkeeping ----------------------------------------------------------------------------
 def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, settings) -> str:
     payload = {
+        "featbench": __version__,
         "dataset": [dcfg.name, dcfg.params, fingerprint],
         "extractor": [ecfg.name, ecfg.params],
         "classifier": [ccfg.name, list(ccfg.C)],

@@ -130,6 +130,17 @@ class ArrayImageSet(ImageSet):
     def _load(self, storage_pos: int) -> np.ndarray:
         return np.asarray(self._images[storage_pos])
 
+    def __getstate__(self) -> dict:
+        # A subset sent to a worker process carries its own images only, not the whole array.
+        state = dict(self.__dict__)
+        idx = self._index
+        if not (len(idx) == len(self._images) and np.array_equal(idx, np.arange(len(idx)))):
+            state["_images"] = np.ascontiguousarray(self._images[idx])
+            state["_all_labels"] = self._all_labels[idx]
+            state["_index"] = np.arange(len(idx))
+            state["official_split"] = None
+        return state
+
     def _content_digest(self, h: Any) -> None:
         h.update(str(self._images.shape[1:]).encode())
         idx = self._index

@@ -11,6 +11,7 @@ Local files always come first; nothing is downloaded unless a loader says so
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import inspect
@@ -125,7 +126,8 @@ def load_dataset(name: str, /, **params: Any) -> ImageSet:
 
 
 def _check_common(limit: Any, seed: Any) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+    not_int = isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+    if limit is not None and (not_int or limit < 1):
         raise ConfigError(f"limit_per_class must be a positive integer or None, got {limit!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
@@ -225,10 +227,8 @@ def _write_atomic(target: Path, write: Callable[[Any], None]) -> None:
             write(out)
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -796,7 +796,9 @@ def load_idx(
     if subset == "all":
         parts = complete
         if not parts:
-            raise DatasetError(f"idx folder '{folder}' holds no complete image+label pair{half_note}; {expected}")
+            raise DatasetError(
+                f"idx folder '{folder}' holds no complete image+label pair{half_note}; {expected}"
+            )
         if len(parts) == 1:
             missing = "train" if parts[0] == "test" else "test"
             warnings.warn(
@@ -821,7 +823,9 @@ def load_idx(
         img = _idx_images(img_path)
         count = img.shape[0] if isinstance(img, np.ndarray) else img[2][0]
         if count != len(lab):
-            raise DatasetError(f"IDX images file '{img_path}' has {count} images but '{lab_path}' has {len(lab)} labels")
+            raise DatasetError(
+                f"IDX images file '{img_path}' has {count} images but '{lab_path}' has {len(lab)} labels"
+            )
         if len(lab) and lab.max() >= len(names):
             raise DatasetError(
                 f"IDX labels file '{lab_path}' has label {int(lab.max())} but only {len(names)} class names "
@@ -1023,7 +1027,9 @@ def _cifar_parts(folder: Path) -> tuple[list[_Part], list[np.ndarray]]:
     except (pickle.UnpicklingError, KeyError, ValueError, EOFError, OSError) as exc:
         if isinstance(exc, DatasetError):
             raise
-        raise DatasetError(f"cannot read CIFAR-10 batch file in '{folder}': {type(exc).__name__}: {exc}") from exc
+        raise DatasetError(
+            f"cannot read CIFAR-10 batch file in '{folder}': {type(exc).__name__}: {exc}"
+        ) from exc
     n_train = sum(len(x) for x, _ in batches[:5])
     n_test = len(batches[5][0])
     target = cache_dir() / "keras" / f"cifar10-{h.hexdigest()}.npy"

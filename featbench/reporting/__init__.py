@@ -118,7 +118,7 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
                 lines.append(f"- `{row['extractor']}` + {row['classifier']}: {row['status']}")
         empty = ok[pd.to_numeric(ok["empty_features"], errors="coerce") > 0]
         if not empty.empty:
-            lines += ["", "Images with no keypoints (all-zero feature vector), per split:", ""]
+            lines += ["", "Images whose feature vector is all zeros (e.g. no keypoints found), per split:", ""]
             for _, row in empty.drop_duplicates("extractor").iterrows():
                 lines.append(f"- `{row['extractor']}`: up to {int(row['empty_features'])} of "
                              f"{int(row['n_train']) + int(row['n_test'])}")
