@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.featbench-installed
 
-.PHONY: bench test lint clean
+.PHONY: bench test lint perf clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ bench: $(STAMP)  ## run experiments/default.toml, write results/default/
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest
+
+perf: $(STAMP)  ## speed and memory ratios against references measured in the same run -> results/perf/
+	$(BIN)/featbench perf
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check featbench tests

@@ -40,6 +40,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", default="all", choices=["extractors", "datasets", "classifiers", "all"])
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'h*'")
 
+    p = sub.add_parser("perf", help="speed and memory benchmarks against references measured in the same run")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern of benchmark names")
+    p.add_argument("--out", default="results/perf", help="output folder (default: results/perf)")
+    p.add_argument("--quick", action="store_true", help="fewer images and repeats (a smoke test)")
+
     p = sub.add_parser("report", help="rewrite the reports of a finished run from its cells")
     p.add_argument("run_dir", help="a run's output folder, e.g. results/default")
     return parser
@@ -57,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "perf":
+            return _cmd_perf(args)
         return _cmd_report(args)
     except FeatbenchError as exc:
         if args.debug:
@@ -115,6 +122,15 @@ def _describe(kind: str, obj) -> tuple[str, str, str]:
         return obj.family, obj.description, "available"
     doc = (obj.__doc__ or "").strip().splitlines()
     return "dataset", doc[0] if doc else "", "available"
+
+
+def _cmd_perf(args) -> int:
+    from featbench.perf import run_benchmarks
+
+    rows = run_benchmarks(args.pattern, args.out, quick=args.quick)
+    missed = [r for r in rows if r["passed"] is False]
+    print(f"featbench: {len(rows)} measurements, {len(missed)} target(s) missed -> {Path(args.out) / 'perf.md'}")
+    return 1 if missed else 0
 
 
 def _cmd_report(args) -> int:

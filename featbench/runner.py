@@ -139,7 +139,7 @@ def run(
                         "extractor_name": ecfg.name,
                         "extractor_params": json.dumps(ecfg.params, sort_keys=True),
                         "family": extractor.spec.family,
-                        "weights": getattr(extractor, "weights_label", ""),
+                        "weights": extractor.weights_label,
                         "split": split.id,
                         "n_train": len(split.train),
                         "n_test": len(split.test),
@@ -194,6 +194,7 @@ class Features:
     fit_s: float
     extract_ms_per_image: float
     from_cache: bool
+    info: dict
 
 
 def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, full: dict,
@@ -212,13 +213,14 @@ def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, fu
                 t0 = time.perf_counter()
                 X = transform_parallel(extractor, images, n_jobs, backend, disable_bars)
                 extract_s = time.perf_counter() - t0
-                meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1]}
+                meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1],
+                        "info": extractor.report_info()}
                 cache.save(key, X, meta)
                 full["X"], full["cached"] = X, False
             full["meta"] = meta
         X, meta = full["X"], full["meta"]
         return Features(X[split.train], X[split.test], meta["fit_s"],
-                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"])
+                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"], meta.get("info", {}))
 
     key = feature_key(images.fingerprint, extractor, split.digest)
     hit = cache.load(key)
@@ -235,10 +237,12 @@ def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, fu
         X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars)
                             for part in (train, test)])
         extract_s = time.perf_counter() - t0
-        meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1]}
+        meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1],
+                "info": extractor.report_info()}
         cache.save(key, X, meta)
         cached = False
-    return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached)
+    return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached,
+                    meta.get("info", {}))
 
 
 def _transform_chunk(extractor, images) -> np.ndarray:
@@ -320,6 +324,7 @@ def _classify(clf, C_grid, feats: Features, images: ImageSet, split: Split, sett
         "classifier_fit_s": round(clf_fit_s, 4),
         "predict_ms_per_image": round(1000 * predict_s / max(len(split.test), 1), 5),
         "features_from_cache": feats.from_cache,
+        **feats.info,
     }
 
 

@@ -1,7 +1,7 @@
 """One battery over every registered extractor (like scikit-learn's parametrize_with_checks).
 
 A new extractor is tested the day it is registered. Extractors that need small
-settings to stay fast in tests list them in ``FAST_PARAMS``.
+settings to stay fast in tests declare them in their class attribute ``test_params``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ from sklearn.exceptions import NotFittedError
 from featbench import create_extractor, list_extractors
 from featbench.extractors import Extractor, ExtractorSpec
 from featbench.registry import get_extractor
-
-# Parameters that keep each extractor quick on the tiny images below.
-FAST_PARAMS: dict[str, dict] = {}
-
 
 def _images(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -42,7 +38,7 @@ def name(request) -> str:
 
 
 def make(name: str) -> Extractor:
-    return create_extractor(name, **FAST_PARAMS.get(name, {}))
+    return create_extractor(name, **get_extractor(name).test_params)
 
 
 def test_is_extractor_with_spec_and_docs(name):

@@ -64,6 +64,9 @@ class Extractor(TransformerMixin, BaseEstimator):
 
     spec: ClassVar[ExtractorSpec] = ExtractorSpec(family="classical", color="gray", description="")
     _parameter_constraints: ClassVar[dict] = {}
+    #: Parameters that keep the extractor quick on tiny images in the common test battery
+    #: (``tests/test_common.py``), e.g. a small input size for a CNN.
+    test_params: ClassVar[dict] = {}
 
     # -- sklearn API ------------------------------------------------------------
     def fit(self, images: Sequence[np.ndarray], y: Any = None) -> Extractor:
@@ -93,6 +96,15 @@ class Extractor(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.requires_fit = True
         return tags
+
+    @property
+    def weights_label(self) -> str:
+        """Where learned weights come from, for reports (``imagenet``, ``random``...); empty if none."""
+        return ""
+
+    def report_info(self) -> dict:
+        """Extra numbers for the report, read after ``fit`` (e.g. ``n_params``, ``gflops_per_image``)."""
+        return {}
 
     def validate(self) -> None:
         """Check the parameters without touching data; raises ``InvalidParameterError`` or ``ConfigError``."""

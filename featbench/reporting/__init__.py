@@ -66,6 +66,16 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _fmt_count(x) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if math.isnan(x):
+        return "—"
+    return f"{x / 1e6:.2f} M" if x >= 1e5 else f"{int(x):,}"
+
+
 def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, run_info: dict) -> str:
     """The human-readable report: one table per dataset, sorted by accuracy, with costs beside it."""
     ver = run_info.get("versions", {})
@@ -100,7 +110,9 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
         if int(r["skipped_images"] or 0):
             lines += [f"**{int(r['skipped_images'])} unreadable image(s) were left out of this dataset.**", ""]
         ok = s[s["status"] == "ok"].sort_values(["accuracy_mean", "extract_ms_per_image"], ascending=[False, True])
+        deep = bool(pd.to_numeric(ok["n_params"], errors="coerce").notna().any())
         header = ["#", "extractor", "weights", "classifier", "accuracy", "balanced acc.", "macro F1", "dim",
+                  *(["params", "GFLOPs/img"] if deep else []),
                   "extract ms/img", "images/s", "extractor fit s", "classifier fit s", "predict ms/img", "C chosen"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for i, (_, row) in enumerate(ok.iterrows(), 1):
@@ -108,6 +120,7 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
                 f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
                 f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", _fmt(row["dim"]),
+                *([_fmt_count(row["n_params"]), _fmt(row["gflops_per_image"])] if deep else []),
                 _fmt(row["extract_ms_per_image"]), _fmt(row["images_per_s"]), _fmt(row["extractor_fit_s"]),
                 _fmt(row["classifier_fit_s"]), _fmt(row["predict_ms_per_image"]), row["C_chosen"],
             ]) + " |")

@@ -8,7 +8,8 @@ __all__ = ["results_table", "summary_table", "RESULT_COLUMNS", "TIMING_COLUMNS"]
 
 RESULT_COLUMNS = [
     "dataset", "extractor", "weights", "classifier", "split", "status",
-    "accuracy", "balanced_accuracy", "f1_macro", "C", "dim", "n_train", "n_test", "empty_features",
+    "accuracy", "balanced_accuracy", "f1_macro", "C", "dim", "n_params", "gflops_per_image", "n_train", "n_test",
+    "empty_features",
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
     "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
     "classifier_name", "C_grid", "n_images", "n_classes", "skipped_images", "confusion", "class_names",
@@ -53,6 +54,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         for m in MEANS:
             row[m] = pd.to_numeric(ok[m], errors="coerce").mean() if len(ok) else float("nan")
         row["dim"] = ok["dim"].iloc[0] if len(ok) else pd.NA
+        for col in ("n_params", "gflops_per_image"):
+            row[col] = pd.to_numeric(ok[col], errors="coerce").iloc[0] if len(ok) else float("nan")
         row["C_chosen"] = " ".join(f"{c:g}" for c in pd.to_numeric(ok["C"], errors="coerce").dropna())
         row["empty_features"] = pd.to_numeric(ok["empty_features"], errors="coerce").max() if len(ok) else 0
         row["family"] = g["family"].iloc[0]
