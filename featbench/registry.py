@@ -101,7 +101,11 @@ class Registry:
             return
         self._loaded = True
         for module in self._builtins:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:  # a missing dependency inside the module is a real error
+                    raise
         self.load_entry_points()
 
     def load_entry_points(self) -> None:
@@ -170,7 +174,15 @@ def _qualname(obj: Any) -> str:
 EXTRACTORS = Registry(
     "extractor",
     "featbench.extractors",
-    ["featbench.extractors.pixels", "featbench.extractors.hog"],
+    [
+        "featbench.extractors.pixels",
+        "featbench.extractors.hog",
+        "featbench.extractors.keypoints",
+        "featbench.extractors.haar",
+        "featbench.extractors.lbp",
+        "featbench.extractors.deep",
+        "featbench.extractors.cnn",
+    ],
 )
 DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builtin"])
 CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"])
