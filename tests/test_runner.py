@@ -260,3 +260,31 @@ def test_opencv_digits_tutorial_split_hog_rbf_svm(featbench_data, tmp_path, monk
     assert best["status"] == "ok"
     assert (best["n_train"], best["n_test"]) == (2500, 2500)
     assert best["accuracy"] >= 0.97, best["accuracy"]
+
+
+def test_report_command_rebuilds_reports_from_cells(tmp_path):
+    from featbench.cli import main
+
+    run(_write(tmp_path, SMALL), tmp_path / "out")
+    out = tmp_path / "out"
+    before = {n: (out / n).read_text() for n in ("report.md", "results.csv", "summary.csv")}
+    for n in before:
+        (out / n).unlink()
+    assert main(["report", str(out)]) == 0
+    assert {n: (out / n).read_text() for n in before} == before
+
+
+def test_threading_backend_gives_the_same_results(tmp_path, monkeypatch):
+    from featbench.runner import MIN_PARALLEL_IMAGES
+
+    text = SMALL.replace("limit_per_class = 20", "limit_per_class = 30")
+    assert 300 >= MIN_PARALLEL_IMAGES  # extraction really goes through the parallel path
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache-threads"))
+    threaded = run(_write(tmp_path, text + '\n[run]\nbackend = "threading"\nn_jobs = 2\n'), tmp_path / "t")
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache-serial"))
+    serial = run(_write(tmp_path, text), tmp_path / "s", n_jobs=1)
+    assert not any(r["features_from_cache"] for r in threaded.records + serial.records)
+    a = pd.read_csv(tmp_path / "t" / "results.csv").drop(columns=TIMING_COLUMNS)
+    b = pd.read_csv(tmp_path / "s" / "results.csv").drop(columns=TIMING_COLUMNS)
+    pd.testing.assert_frame_equal(a, b)
+    assert json.loads((tmp_path / "t" / "run.json").read_text())["backend"] == "threading"
