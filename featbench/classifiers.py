@@ -19,6 +19,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
+from threadpoolctl import threadpool_limits
 
 from featbench.registry import register_classifier
 
@@ -92,7 +93,9 @@ def fit_with_c_search(
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
     folds = int(min(inner_folds, counts.min()))
     pipe = clf.pipeline(random_state)
-    with warnings.catch_warnings():
+    # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
+    # oversubscription beside extraction workers): one thread per fit.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         if len(grid) == 1 or folds < 2:
             pipe.set_params(clf__C=grid[0])
