@@ -98,6 +98,14 @@ def _load() -> None:
                 raise
 
 
+def _num(x, spec: str) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if x != x else format(x, spec)
+
+
 def run_benchmarks(pattern: str = "*", out: str | Path = "results/perf", quick: bool = False) -> list[dict]:
     """Run the benchmarks matching ``pattern``; write ``perf.csv`` and ``perf.md`` into ``out``."""
     import pandas as pd
@@ -119,6 +127,15 @@ def run_benchmarks(pattern: str = "*", out: str | Path = "results/perf", quick: 
                          "reference_value": float("nan"), "unit": "", "target": "runs",
                          "note": f"failed: {type(exc).__name__}: {exc}", "ratio": float("nan"), "passed": False})
     out = Path(out)
+    ran = {r["benchmark"] for r in rows}
+    if (out / "perf.csv").is_file():  # keep the rows of benchmarks not run this time
+        old = pd.read_csv(out / "perf.csv", keep_default_na=False, na_values=[""])
+        old = old[~old["benchmark"].isin(ran)]
+        kept = old.astype(object).where(old.notna(), None).to_dict("records")
+        for r in kept:
+            r["passed"] = None if r["passed"] in (None, "") else str(r["passed"]) == "True"
+            r["note"] = (r["note"] or "") + ("" if "(earlier run)" in (r["note"] or "") else " (earlier run)")
+        rows = sorted(kept + rows, key=lambda r: r["benchmark"])
     df = pd.DataFrame(rows)
     atomic_write_text(out / "perf.csv", df.to_csv(index=False))
     env = environment_info()
@@ -134,8 +151,9 @@ def run_benchmarks(pattern: str = "*", out: str | Path = "results/perf", quick: 
     ]
     for r in rows:
         ok = {True: "yes", False: "**NO**", None: ""}[r["passed"]]
-        lines.append(f"| {r['benchmark']} | {r['subject']} | {r['value']:.4g} | {r['reference']} | "
-                     f"{r['reference_value']:.4g} | {r['unit']} | {r['ratio']:.3g} | {r['target'] or ''} | {ok} | "
-                     f"{r['note']} |")
+        r = {**r, "target": r["target"] or "", "note": r["note"] or ""}
+        lines.append(f"| {r['benchmark']} | {r['subject']} | {_num(r['value'], '.4g')} | {r['reference']} | "
+                     f"{_num(r['reference_value'], '.4g')} | {r['unit']} | {_num(r['ratio'], '.3g')} | "
+                     f"{r['target']} | {ok} | {r['note']} |")
     atomic_write_text(out / "perf.md", "\n".join(lines) + "\n")
     return rows
