@@ -1,0 +1,294 @@
+"""Deep extractors: streaming memory, throughput against Keras's own ``predict``, and GFLOP/s.
+
+``deep-memory``
+    Peak resident memory of a fresh process that extracts features of ``4n``
+    JPEG files against one that extracts ``n`` (separate subprocesses, so the
+    peaks are separate). featbench streams batches, so the peak must not grow by
+    more than 20 %: target ``<= 1.2``. Model: MobileNet (random weights) at 224;
+    the network does not matter, the streaming does.
+``deep-throughput``
+    Images/s of featbench's ``vgg16`` and ``resnet50`` (``weights="random"``, 224 ×
+    224, default ``batch_size``) from JPEG files on disk (read through the ``folder``
+    dataset: decoding, resizing and preprocessing included) against Keras
+    ``model.predict`` on the same images already decoded, resized and preprocessed
+    in memory, at its best batch size among 8, 16 and 32; same process, same run.
+    Target ``>= 0.9``. An informative row compares featbench with the floor: the
+    same network called batch by batch through one ``tf.function`` on the ready
+    arrays (on this TensorFlow, ``predict`` is slower than that for ResNet50).
+``deep-flops``
+    GFLOPs per image (featbench's count from the layers) beside the published
+    multiply-add counts, and the GFLOP/s featbench achieves beside this machine's
+    float32 matrix-multiply GFLOP/s (the best of NumPy and TensorFlow on 3072 ×
+    3072 matrices, best of 5). Informative: no targets.
+
+Images: photos of ``$FEATBENCH_DATA/clothing-dataset-small-subset`` copied to a
+temporary folder (typically 400 × 533 JPEGs); without ``FEATBENCH_DATA``,
+synthetic 400 × 533 JPEGs. Default mode takes about 6 minutes on 2 cores, quick
+mode about 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from featbench.perf import Measurement, benchmark
+
+__all__ = ["jpeg_folder"]
+
+#: Published multiply-adds per image at 224 (with the classifier top, which adds < 1 %).
+_PUBLISHED_GMACS = {
+    "vgg16": (15.5, "Simonyan & Zisserman 2015 (15.5 G mult-adds)"),
+    "resnet50": (3.8, "He et al. 2016, Table 1 (3.8e9 FLOPs, i.e. mult-adds)"),
+}
+_REFERENCE_BATCHES = (8, 16, 32)
+
+
+def jpeg_folder(root: Path, n: int) -> str:
+    """Fill ``root`` with ``n`` JPEG files in two class folders; returns where they come from."""
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    data = os.environ.get("FEATBENCH_DATA")
+    source = Path(os.path.expandvars(data)) / "clothing-dataset-small-subset" if data else None
+    files = sorted(source.rglob("*.jpg")) if source is not None and source.is_dir() else []
+    if files:
+        picks = np.linspace(0, len(files) - 1, n).round().astype(int) if n <= len(files) else np.arange(n) % len(files)
+        for k, i in enumerate(picks):
+            shutil.copyfile(files[int(i)], root / ("a", "b")[k % 2] / f"{k:05d}.jpg")
+        return f"{n} clothing photos (JPEG, about 400 x 533)"
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (533, 400, 3), dtype=np.uint8), (0, 0), 3.0)
+        cv2.imwrite(str(root / ("a", "b")[k % 2] / f"{k:05d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return f"{n} synthetic JPEGs of 400 x 533 (FEATBENCH_DATA unset)"
+
+
+# -- memory ----------------------------------------------------------------------------------
+_MEMORY_CHILD = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from featbench import create_extractor
+    from featbench.datasets import load_dataset
+
+    def peak_mb():
+        # VmHWM: this process image's own peak (ru_maxrss keeps the parent's peak across exec on Linux)
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    root, n = sys.argv[1], int(sys.argv[2])
+    images = load_dataset("folder", root=root).subset(np.arange(n))
+    ext = create_extractor("keras-app", model="MobileNet", weights="random", input_size=224, batch_size=32)
+    ext.fit(images[:0])
+    ext.transform(images.subset(np.arange(2)))  # trace the model once
+    ready = peak_mb()
+    X = ext.transform(images)
+    peak = peak_mb()
+    print(json.dumps({"ready_mb": ready, "peak_mb": peak, "shape": list(X.shape)}))
+""")
+
+
+def _child_peak(root: Path, n: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(root), str(n)], capture_output=True, text=True,
+                         check=False, timeout=1200)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child for {n} images failed: {out.stderr.strip()[-800:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@benchmark("deep-memory")
+def memory(quick: bool) -> list[Measurement]:
+    n = 48 if quick else 128
+    with tempfile.TemporaryDirectory(prefix="featbench-perf-deep-") as tmp:
+        source = jpeg_folder(Path(tmp), 4 * n)
+        small = _child_peak(Path(tmp), n)
+        large = _child_peak(Path(tmp), 4 * n)
+    return [Measurement(
+        benchmark="deep-memory",
+        subject=f"peak RSS extracting {4 * n} images",
+        reference=f"peak RSS extracting {n} images",
+        value=large["peak_mb"],
+        reference_value=small["peak_mb"],
+        unit="MiB",
+        target="<= 1.2",
+        note=(f"keras-app MobileNet, random weights, 224 px, batch 32; {source}; growth after the model was ready: "
+              f"{large['peak_mb'] - large['ready_mb']:.0f} MiB vs {small['peak_mb'] - small['ready_mb']:.0f} MiB"),
+    )]
+
+
+# -- throughput ----------------------------------------------------------------------------------
+def _best(fn, repeats: int) -> float:
+    """Best wall time of ``fn()`` over ``repeats`` calls (the first call is a separate warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@lru_cache(maxsize=2)
+def _throughput(quick: bool) -> dict:
+    """featbench vs Keras predict for vgg16 and resnet50; measured once per mode and shared.
+
+    Keras's best batch size is found first (one timed pass per size, after a
+    warm-up); then featbench, predict at that size and the plain tf.function loop
+    are timed in turn for several rounds (order reversed every other round) and
+    each keeps its best round, so that load from other processes hits all sides
+    alike.
+    """
+    from featbench import create_extractor
+    from featbench.datasets import load_dataset
+    from featbench.extractors.base import resize, to_rgb
+    from featbench.extractors.deep import import_tensorflow
+
+    tf, keras = import_tensorflow()
+    counts = {"vgg16": 8 if quick else 24, "resnet50": 16 if quick else 48}
+    rounds = 2 if quick else 5
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="featbench-perf-deep-") as tmp:
+        source = jpeg_folder(Path(tmp), max(counts.values()))
+        all_images = load_dataset("folder", root=tmp)
+        for name, n in counts.items():
+            images = all_images.subset(np.arange(n))
+            ext = create_extractor(name, weights="random", input_size=224)
+            ext.fit(images[:0])
+            ext.transform(images.subset(np.arange(2)))  # trace once, as the runner's first batch would
+
+            ctor = getattr(keras.applications, ext.model_name)
+            preprocess = importlib.import_module(ctor.__module__).preprocess_input
+            X = preprocess(np.stack([resize(to_rgb(images[i]), (224, 224)) for i in range(n)]).astype(np.float32))
+            model = ctor(weights=None, include_top=False, pooling="avg", input_shape=(224, 224, 3))
+
+            def predict(b, model=model, X=X):
+                return model.predict(X, batch_size=b, verbose=0)
+
+            sweep = {}
+            for b in _REFERENCE_BATCHES:
+                predict(b)  # warm-up: traces for this batch size
+                t0 = time.perf_counter()
+                predict(b)
+                sweep[b] = time.perf_counter() - t0
+            best_b = min(sweep, key=sweep.get)
+            # The floor: the same network called batch by batch on the ready arrays, at featbench's
+            # batch size, through one traced function (featbench's own path minus reading the files).
+            fb_b = int(ext.batch_size)
+            call = tf.function(lambda x, model=model: model(x, training=False),
+                               input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+
+            def raw(call=call, X=X, b=fb_b):
+                return [call(X[i:i + b]).numpy() for i in range(0, len(X), b)]
+
+            raw()  # trace
+            sides = {"featbench": lambda ext=ext, images=images: ext.transform(images),
+                     "predict": lambda b=best_b: predict(b), "raw": raw}
+            times = {"featbench": [], "predict": [sweep[best_b]], "raw": []}
+            for k in range(rounds):
+                for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
+                    t0 = time.perf_counter()
+                    sides[side]()
+                    times[side].append(time.perf_counter() - t0)
+            fb, ref, floor = times["featbench"], times["predict"], times["raw"]
+            results[name] = {
+                "n": n,
+                "featbench_ips": n / min(fb),
+                "keras_ips": n / min(ref),
+                "raw_ips": n / min(floor),
+                "keras_batch": best_b,
+                "featbench_batch": ext.batch_size,
+                "rounds": rounds,
+                "gflops": ext.report_info()["gflops_per_image"],
+                "source": source,
+            }
+    return results
+
+
+@benchmark("deep-throughput")
+def throughput(quick: bool) -> list[Measurement]:
+    rows = []
+    for name, r in _throughput(quick).items():
+        rows.append(Measurement(
+            benchmark="deep-throughput",
+            subject=f"featbench {name} (JPEG files -> features)",
+            reference=f"keras {name} model.predict on preprocessed arrays",
+            value=r["featbench_ips"],
+            reference_value=r["keras_ips"],
+            unit="images/s",
+            target=">= 0.9",
+            note=(f"random weights, 224 px; {r['source']} ({r['n']} used); featbench batch {r['featbench_batch']}, "
+                  f"predict's best batch {r['keras_batch']} of {', '.join(map(str, _REFERENCE_BATCHES))}; "
+                  f"best of {r['rounds']} alternating rounds"),
+        ))
+        rows.append(Measurement(
+            benchmark="deep-throughput",
+            subject=f"featbench {name} (JPEG files -> features)",
+            reference=f"keras {name} called batch by batch in a tf.function on preprocessed arrays",
+            value=r["featbench_ips"],
+            reference_value=r["raw_ips"],
+            unit="images/s",
+            note=(f"informative: the cost of reading, decoding, resizing and preprocessing the files; "
+                  f"both at batch {r['featbench_batch']}"),
+        ))
+    return rows
+
+
+# -- GFLOPs --------------------------------------------------------------------------------------
+def _matmul_gflops(quick: bool) -> tuple[float, str]:
+    from featbench.extractors.deep import import_tensorflow
+
+    tf, _ = import_tensorflow()
+    n = 1024 if quick else 3072
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    t_np = _best(lambda: a @ b, 5)
+    ta, tb = tf.constant(a), tf.constant(b)
+    t_tf = _best(lambda: tf.linalg.matmul(ta, tb).numpy(), 5)
+    flops = 2.0 * n**3
+    np_g, tf_g = flops / t_np / 1e9, flops / t_tf / 1e9
+    return max(np_g, tf_g), f"{n}x{n} float32 matmul: NumPy {np_g:.0f}, TensorFlow {tf_g:.0f} GFLOP/s"
+
+
+@benchmark("deep-flops")
+def flops(quick: bool) -> list[Measurement]:
+    peak, how = _matmul_gflops(quick)
+    rows = []
+    for name, r in _throughput(quick).items():
+        gmacs, paper = _PUBLISHED_GMACS[name]
+        rows.append(Measurement(
+            benchmark="deep-flops",
+            subject=f"{name} GFLOPs per image at 224 (2 x mult-adds of conv/dense layers, no top)",
+            reference=f"2 x published mult-adds ({paper})",
+            value=r["gflops"],
+            reference_value=2 * gmacs,
+            unit="GFLOPs",
+            note="counted from the layers by featbench.extractors.deep.count_gflops",
+        ))
+        rows.append(Measurement(
+            benchmark="deep-flops",
+            subject=f"featbench {name} achieved GFLOP/s",
+            reference="float32 matmul GFLOP/s on this machine",
+            value=r["gflops"] * r["featbench_ips"],
+            reference_value=peak,
+            unit="GFLOP/s",
+            note=f"{r['featbench_ips']:.2f} images/s x {r['gflops']:.2f} GFLOPs; {how}",
+        ))
+    return rows

@@ -1,0 +1,446 @@
+"""Deep extractors: keras.applications backbones (vgg16, resnet50, keras-app) and the trained cnn.
+
+Everything runs offline: a fixture makes any network access (DNS or connect) fail
+and records the attempt, and ``KERAS_HOME`` points at an empty folder unless a
+test puts a file there. Sizes are tiny (input 32) and weights random, except for
+the real MobileNet ImageNet file from ``FEATBENCH_DATA``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import socket
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from featbench import create_extractor
+from featbench.errors import ConfigError, WeightsUnavailableError
+
+pytest.importorskip("tensorflow")
+
+MOBILENET_FILE = "mobilenet_2_5_224_tf_no_top.h5"
+VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+@pytest.fixture
+def network_attempts(monkeypatch) -> list:
+    """Make every DNS look-up and socket connection fail, and record them."""
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1:] if args else kwargs)
+        raise OSError("network access is disabled in featbench's tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch, network_attempts) -> Path:
+    """An empty Keras cache and no FEATBENCH_DATA: nothing local, no network."""
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.delenv("FEATBENCH_DATA", raising=False)
+    return home
+
+
+def _images(n: int = 6, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = [(20, 20), (50, 70, 3), (33, 25), (120, 90, 3), (32, 32), (64, 48, 3)]
+    return [rng.integers(0, 256, size=shapes[i % len(shapes)], dtype=np.uint8) for i in range(n)]
+
+
+def _small(name: str, **kw):
+    params = {"input_size": 32, "weights": "random", "batch_size": 4}
+    if name == "keras-app":
+        params.update(model="MobileNet", alpha=0.25)
+    params.update(kw)
+    return create_extractor(name, **params)
+
+
+# -- keras.applications backbones ---------------------------------------------------------
+@pytest.mark.parametrize(("name", "dim"), [("vgg16", 512), ("resnet50", 2048), ("keras-app", 256)])
+def test_embedding_dimension_with_average_pooling(name, dim):
+    ext = _small(name, pooling="avg").fit([])
+    X = ext.transform(_images())
+    assert X.shape == (6, dim) and X.dtype == np.float32
+    assert ext.weights_label == "random"
+    info = ext.report_info()
+    assert info["n_params"] == ext.keras_model.count_params() > 0
+    assert info["gflops_per_image"] > 0
+
+
+def test_max_pooling_is_the_maximum_of_the_feature_map():
+    # at 64 the last VGG16 feature map is 2x2 (at 32 it is 1x1 and both poolings agree)
+    ext = _small("vgg16", pooling="max", input_size=64).fit([])
+    avg = _small("vgg16", pooling="avg", input_size=64).fit([])
+    imgs = _images(3)
+    X, A = ext.transform(imgs), avg.transform(imgs)
+    # the maximum of non-negative (ReLU) activations is at least their mean
+    assert (X >= A - 1e-6).all() and (X > A).any()
+
+
+def test_intermediate_layer_is_pooled():
+    ext = _small("vgg16", layer="block3_conv3").fit([])
+    assert ext.transform(_images(2)).shape == (2, 256)
+    assert ext.report_info()["gflops_per_image"] < _small("vgg16").fit([]).report_info()["gflops_per_image"]
+
+
+def test_gray_and_rgb_inputs_of_several_sizes():
+    ext = _small("resnet50").fit([])
+    gray = [np.random.default_rng(i).integers(0, 256, size=s, dtype=np.uint8)
+            for i, s in enumerate([(8, 8), (20, 20), (31, 57), (300, 200)])]
+    rgb = [np.repeat(g[:, :, None], 3, axis=2) for g in gray]
+    rgba = [np.dstack([c, np.full(c.shape[:2], 255, np.uint8)]) for c in rgb]
+    X = ext.transform(gray)
+    assert X.shape == (4, 2048) and np.isfinite(X).all()
+    # a gray image is the RGB image with three equal channels
+    np.testing.assert_array_equal(ext.transform(rgb), X)
+    np.testing.assert_array_equal(ext.transform(rgba), X)
+    # the images differ, so do their features
+    assert len({row.tobytes() for row in X}) == 4
+
+
+def test_rows_do_not_depend_on_the_batch():
+    imgs = _images(7)
+    ext = _small("resnet50", batch_size=3).fit([])
+    X = ext.transform(imgs)
+    for b in (1, 2, 7):
+        np.testing.assert_array_equal(ext.set_params(batch_size=b).transform(imgs), X)
+    np.testing.assert_array_equal(ext.transform(imgs[4:5])[0], X[4])
+
+
+def test_random_weights_are_seeded():
+    imgs = _images(3)
+    a = _small("keras-app", random_state=1).fit([]).transform(imgs)
+    b = _small("keras-app", random_state=1).fit([]).transform(imgs)
+    c = _small("keras-app", random_state=2).fit([]).transform(imgs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_weights_file_round_trip(tmp_path):
+    imgs = _images(4)
+    ext = _small("keras-app", input_size=64, random_state=7).fit([])
+    path = tmp_path / "backbone.weights.h5"
+    ext.keras_backbone.save_weights(str(path))
+    loaded = _small("keras-app", input_size=64, weights=str(path), random_state=0).fit([])
+    assert loaded.weights_label == "file:backbone.weights.h5"
+    assert loaded.weights_file_ == str(path)
+    np.testing.assert_array_equal(loaded.transform(imgs), ext.transform(imgs))
+    # ... which are not what seed 0 gives
+    seed0 = _small("keras-app", input_size=64, random_state=0).fit([])
+    assert not np.array_equal(seed0.transform(imgs), ext.transform(imgs))
+
+
+def test_missing_weights_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="'weights'.*imagenet.*random"):
+        _small("vgg16", weights=str(tmp_path / "nope.h5")).fit([])
+
+
+def test_model_built_once_and_not_pickled():
+    ext = _small("keras-app").fit([])
+    model = ext.keras_model
+    ext.fit([])
+    assert ext.keras_model is model  # same parameters: no rebuild
+    blob = pickle.dumps(ext)
+    assert len(blob) < 10_000  # parameters only, no TensorFlow objects
+    again = pickle.loads(blob)
+    np.testing.assert_array_equal(again.transform(_images(2)), ext.transform(_images(2)))
+
+
+def test_gflops_counted_from_layers():
+    from featbench.extractors.deep import count_gflops
+
+    ext = _small("vgg16", input_size=224).fit([])
+    # VGG16's 13 convolutions (3x3, same padding) at 224: sum of H*W*9*Cin*Cout multiply-adds
+    convs = [(224, 3, 64), (224, 64, 64), (112, 64, 128), (112, 128, 128), (56, 128, 256), (56, 256, 256),
+             (56, 256, 256), (28, 256, 512), (28, 512, 512), (28, 512, 512), (14, 512, 512), (14, 512, 512),
+             (14, 512, 512)]
+    macs = sum(h * h * 9 * cin * cout for h, cin, cout in convs)
+    assert ext.report_info()["gflops_per_image"] == pytest.approx(2 * macs / 1e9, abs=1e-4)
+    assert 2 * macs / 1e9 == pytest.approx(30.7, abs=0.05)  # 15.3 G multiply-adds (Simonyan & Zisserman)
+    # ResNet50: He et al. (2016), Table 1: 3.8e9 multiply-adds (with the 1000-way top, 2e6 more)
+    r50 = _small("resnet50", input_size=224).fit([])
+    assert count_gflops(r50.keras_model) == pytest.approx(2 * 3.86, rel=0.02)
+
+
+def test_unknown_model_name_lists_close_matches():
+    with pytest.raises(ConfigError, match="'model'.*'MobileNet'"):
+        create_extractor("keras-app", model="mobilenet", weights="random").fit([])
+    with pytest.raises(ConfigError, match="ResNet50"):
+        create_extractor("keras-app", model="ResNet05", weights="random").fit([])
+
+
+def test_model_kwargs_and_alpha():
+    a = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=32, weights="random").fit([])
+    b = create_extractor("keras-app", model="MobileNet", model_kwargs={"alpha": 0.25}, input_size=32,
+                         weights="random").fit([])
+    np.testing.assert_array_equal(a.transform(_images(2)), b.transform(_images(2)))
+    with pytest.raises(ConfigError, match="alpha"):
+        create_extractor("keras-app", model="MobileNet", alpha=0.5, model_kwargs={"alpha": 0.25}).fit([])
+    with pytest.raises(ConfigError, match="'alpha'.*VGG19 has none"):
+        create_extractor("keras-app", model="VGG19", alpha=0.5).fit([])
+    with pytest.raises(ConfigError, match="'include_top'"):
+        create_extractor("keras-app", model="MobileNet", model_kwargs={"include_top": True}).fit([])
+    with pytest.raises(ConfigError, match="'depth'.*accepted: alpha, depth_multiplier, dropout"):
+        create_extractor("keras-app", model="MobileNet", model_kwargs={"depth": 2}).fit([])
+
+
+def test_unknown_layer_lists_close_matches():
+    with pytest.raises(ConfigError, match="'layer'.*'block3_conv3'"):
+        _small("vgg16", layer="block3_conv33").fit([])
+
+
+def test_input_size_below_32_is_rejected():
+    with pytest.raises(ValueError, match="input_size"):
+        _small("vgg16", input_size=16).fit([])
+
+
+# -- ImageNet weights: local files first, never a download when one exists ------------------
+def test_offline_imagenet_vgg16_names_the_file(offline, network_attempts):
+    ext = create_extractor("vgg16", input_size=32, weights="imagenet")
+    assert ext.weights_label == "imagenet"
+    with pytest.raises(WeightsUnavailableError, match=f"ImageNet weights for VGG16 not available — put {VGG16_FILE}") as err:
+        ext.fit([])
+    assert str(offline / "models") in str(err.value)
+    assert 'weights = "random"' in str(err.value)
+    assert network_attempts, "Keras should have tried its own download last"
+
+
+def test_offline_imagenet_rows_are_skipped_by_the_runner(offline, tmp_path, monkeypatch):
+    from featbench import run
+
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(textwrap.dedent("""
+        name = "offline"
+        [protocol]
+        kind = "holdout"
+        repeats = 1
+        test_size = 0.5
+        [[datasets]]
+        name = "digits"
+        limit_per_class = 4
+        [[extractors]]
+        name = "vgg16"
+        label = "vgg16-imagenet"
+        input_size = 32
+        weights = "imagenet"
+        [[extractors]]
+        name = "vgg16"
+        label = "vgg16-random"
+        input_size = 32
+        weights = "random"
+        [[classifiers]]
+        name = "logreg"
+        C = [1.0]
+    """))
+    result = run(cfg, tmp_path / "out")
+    status = {r["extractor"]: r["status"] for r in result.records}
+    assert status["vgg16-random"] == "ok"
+    assert status["vgg16-imagenet"].startswith("skipped: ImageNet weights for VGG16 not available")
+    assert VGG16_FILE in status["vgg16-imagenet"]
+    weights = {r["extractor"]: r["weights"] for r in result.records}
+    assert weights == {"vgg16-imagenet": "imagenet", "vgg16-random": "random"}
+
+
+def _assert_weights_equal_file(model, path: Path) -> int:
+    """Every weight tensor stored in a Keras (legacy HDF5) weights file equals the model's."""
+    checked = 0
+    with h5py.File(path, "r") as f:
+        for name in f.attrs["layer_names"]:
+            name = name.decode() if isinstance(name, bytes) else name
+            group = f[name]
+            stored = [np.asarray(group[w.decode() if isinstance(w, bytes) else w]) for w in group.attrs["weight_names"]]
+            if not stored:
+                continue
+            current = model.get_layer(name).get_weights()
+            assert len(current) == len(stored), name
+            for a, b in zip(current, stored):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+                checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("input_size", [224, 96])
+def test_real_mobilenet_file_loads_without_network(featbench_data, offline, network_attempts, monkeypatch,
+                                                   input_size):
+    source = featbench_data / "keras" / "models" / MOBILENET_FILE
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
+    ext = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=input_size, weights="imagenet")
+    ext.fit([])
+    assert Path(ext.weights_file_) == source
+    assert not network_attempts
+    # 27 weighted layers (conv + BN), 4 + 1 tensors each: all loaded for real
+    assert _assert_weights_equal_file(ext.keras_backbone, source) > 50
+    X = ext.transform(_images(3))
+    assert X.shape == (3, 256) and np.isfinite(X).all() and X.any()
+
+
+def test_keras_cache_comes_before_featbench_data(featbench_data, offline, network_attempts, monkeypatch):
+    source = featbench_data / "keras" / "models" / MOBILENET_FILE
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    (offline / "models").mkdir()
+    shutil.copy(source, offline / "models" / MOBILENET_FILE)
+    monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
+    ext = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=32, weights="imagenet").fit([])
+    assert Path(ext.weights_file_) == offline / "models" / MOBILENET_FILE
+    assert not network_attempts
+
+
+def test_mobilenet_size_with_its_own_weights_needs_that_file(featbench_data, offline, monkeypatch):
+    # Keras has separate MobileNet weights for 128/160/192/224; at 128 it wants the 128 file.
+    monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
+    ext = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=128, weights="imagenet")
+    with pytest.raises(WeightsUnavailableError, match="mobilenet_2_5_128_tf_no_top.h5"):
+        ext.fit([])
+
+
+# -- cnn: trained on the training split ------------------------------------------------------
+def _digit_like(n_per_class: int = 8, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Two separable classes: a bright horizontal or vertical bar on noise."""
+    rng = np.random.default_rng(seed)
+    imgs, labels = [], []
+    for i in range(2 * n_per_class):
+        img = rng.integers(0, 60, size=(20, 20), dtype=np.uint8)
+        k = int(rng.integers(6, 14))
+        if i % 2:
+            img[k - 2:k + 2, 3:17] = 250
+        else:
+            img[3:17, k - 2:k + 2] = 250
+        imgs.append(img)
+        labels.append(i % 2)
+    return imgs, np.array(labels)
+
+
+def _cnn(**kw):
+    params = {"arch": "lenet5", "input_size": 16, "epochs": 3, "batch_size": 8, "validation_fraction": 0.0}
+    params.update(kw)
+    return create_extractor("cnn", **params)
+
+
+@pytest.mark.parametrize(("arch", "size"), [("lenet5", 16), ("resnet-small", 8)])
+def test_cnn_same_seed_same_features(arch, size):
+    imgs, y = _digit_like()
+    a = _cnn(arch=arch, input_size=size, seed=3).fit(imgs, y)
+    b = _cnn(arch=arch, input_size=size, seed=3).fit(imgs, y)
+    np.testing.assert_array_equal(a.transform(imgs), b.transform(imgs))
+    c = _cnn(arch=arch, input_size=size, seed=4).fit(imgs, y)
+    assert not np.array_equal(a.transform(imgs), c.transform(imgs))
+    assert a.transform(imgs).shape[1] == {"lenet5": 84, "resnet-small": 64}[arch]
+    assert a.weights_label == "trained on train split"
+
+
+def test_cnn_learns_the_training_labels():
+    imgs, y = _digit_like(16)
+    ext = _cnn(epochs=30, augment=False, validation_fraction=0.25, patience=30).fit(imgs, y)
+    info = ext.report_info()
+    assert info["val_accuracy"] >= 0.875  # bars are easy: at most one of 8 validation images wrong
+    assert 1 <= info["epochs_trained"] <= 30 and info["n_params"] > 0
+    # a nearest-class-mean rule on the embedding separates held-out images
+    test, yt = _digit_like(8, seed=1)
+    F, Ft = ext.transform(imgs), ext.transform(test)
+    means = np.stack([F[y == c].mean(0) for c in (0, 1)])
+    pred = np.argmin(((Ft[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (pred == yt).mean() >= 0.9
+
+
+def test_cnn_pickles_with_its_trained_weights():
+    imgs, y = _digit_like()
+    ext = _cnn().fit(imgs, y)
+    again = pickle.loads(pickle.dumps(ext))
+    assert "_net" not in vars(again)
+    np.testing.assert_array_equal(again.transform(imgs), ext.transform(imgs))
+
+
+def test_cnn_needs_labels():
+    with pytest.raises(ConfigError, match="labels"):
+        _cnn().fit(_digit_like()[0])
+
+
+def test_cnn_input_size_for_lenet5():
+    with pytest.raises(ConfigError, match="'input_size'.*at least 16.*lenet5"):
+        _cnn(input_size=12).fit(*_digit_like())
+
+
+def test_cnn_fit_sees_training_images_only(tmp_path, monkeypatch):
+    """Through the runner, fit receives exactly each split's training images."""
+    from featbench import run
+    from featbench.datasets import ArrayImageSet
+    from featbench.evaluation import Protocol, make_splits
+    from featbench.extractors.cnn import CNN
+    from featbench.registry import DATASETS, register_dataset
+
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    imgs, y = _digit_like(10)
+    arr = np.stack(imgs)
+    arr[:, 0, 0] = np.arange(len(arr))  # each image carries its index
+
+    @register_dataset("test-deep-indexed")
+    def _indexed():
+        return ArrayImageSet("test-deep-indexed", arr, y, ["vertical", "horizontal"])
+
+    seen: list[list[int]] = []
+    original = CNN._fit
+
+    def spy(self, images, labels):
+        seen.append(sorted(int(images[i][0, 0]) for i in range(len(images))))
+        return original(self, images, labels)
+
+    monkeypatch.setattr(CNN, "_fit", spy)
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(textwrap.dedent("""
+        name = "cnn-train-only"
+        [protocol]
+        kind = "holdout"
+        repeats = 2
+        test_size = 0.3
+        seed = 5
+        [[datasets]]
+        name = "test-deep-indexed"
+        [[extractors]]
+        name = "cnn"
+        arch = "lenet5"
+        input_size = 16
+        epochs = 1
+        batch_size = 8
+        validation_fraction = 0.0
+        [[classifiers]]
+        name = "logreg"
+        C = [1.0]
+    """))
+    try:
+        result = run(cfg, tmp_path / "out")
+    finally:
+        DATASETS.unregister("test-deep-indexed")
+    assert all(r["status"] == "ok" for r in result.records)
+    splits = make_splits(y, Protocol(kind="holdout", repeats=2, test_size=0.3, seed=5))
+    assert seen == [sorted(s.train.tolist()) for s in splits]
+    for s in splits:
+        assert not set(s.train) & set(s.test)
+
+
+def test_published_weights_file_as_a_path(featbench_data, offline, network_attempts, monkeypatch):
+    """The Keras file given as ``weights = <path>`` (relative: under FEATBENCH_DATA) equals ``"imagenet"``."""
+    if not (featbench_data / "keras" / "models" / MOBILENET_FILE).is_file():
+        pytest.skip("MobileNet file not present")
+    monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
+    imgs = _images(3)
+    by_path = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=64,
+                               weights=f"keras/models/{MOBILENET_FILE}").fit([])
+    assert by_path.weights_label == f"file:{MOBILENET_FILE}"
+    imagenet = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=64, weights="imagenet").fit([])
+    np.testing.assert_array_equal(by_path.transform(imgs), imagenet.transform(imgs))
+    assert not network_attempts
