@@ -101,11 +101,7 @@ class Registry:
             return
         self._loaded = True
         for module in self._builtins:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:  # a missing dependency inside the module is a real error
-                    raise
+            importlib.import_module(module)
         self.load_entry_points()
 
     def load_entry_points(self) -> None:
