@@ -17,6 +17,7 @@ from featbench import create_extractor, list_extractors
 from featbench.extractors import Extractor, ExtractorSpec
 from featbench.registry import get_extractor
 
+
 def _images(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     imgs = []
