@@ -119,7 +119,7 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
             lines.append("| " + " | ".join([
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
                 f"{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}",
-                f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", _fmt(row["dim"]),
+                f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", _fmt_count(row["dim"]),
                 *([_fmt_count(row["n_params"]), _fmt(row["gflops_per_image"])] if deep else []),
                 _fmt(row["extract_ms_per_image"]), _fmt(row["images_per_s"]), _fmt(row["extractor_fit_s"]),
                 _fmt(row["classifier_fit_s"]), _fmt(row["predict_ms_per_image"]), row["C_chosen"],
