@@ -69,7 +69,7 @@ def test_soft_assignment_spreads_unit_weight_over_nearest_words(train):
     expected = np.zeros(4)
     expected[nearest] = w / w.sum()
     np.testing.assert_allclose(one, expected, rtol=1e-4, atol=1e-12)
-    assert one.argmax() == 1 and 0.5 < one[1] < 1.0
+    assert one.argmax() == 1 and one[1] > 0.5  # the nearest word gets most of the weight
 
 
 def test_vlad_of_codewords_is_zero_before_normalisation(fitted):
