@@ -1,5 +1,11 @@
 """Named classifier pipelines (scaler → linear SVM / RBF SVM / logistic regression) and their C grids.
 
+Features are standardised (zero mean, unit variance per dimension, fitted on the
+training part) unless the experiment says ``scale = "none"``: histogram features
+that are already normalised (HOG, bag of words), especially after a square root
+(Hellinger kernel), often do better with the RBF kernel on their own scale, since
+standardising inflates the weight of nearly constant dimensions.
+
 The regularisation strength ``C`` is chosen by an inner stratified
 cross-validation on the training part only (:func:`fit_with_c_search`); the test
 part is never seen until prediction.
@@ -23,7 +29,10 @@ from threadpoolctl import threadpool_limits
 
 from featbench.registry import register_classifier
 
-__all__ = ["Classifier", "LinearSVM", "RBFSVM", "LogReg", "fit_with_c_search"]
+__all__ = ["SCALERS", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "fit_with_c_search"]
+
+#: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
+SCALERS = ("standard", "none")
 
 
 class Classifier:
@@ -41,9 +50,16 @@ class Classifier:
         """The final estimator; it must take a ``C`` parameter."""
         raise NotImplementedError
 
-    def pipeline(self, random_state: int = 0) -> Pipeline:
-        """Standardisation followed by :meth:`estimator`, step names ``scale`` and ``clf``."""
-        return Pipeline([("scale", StandardScaler()), ("clf", self.estimator(random_state))])
+    def pipeline(self, random_state: int = 0, scale: str = "standard") -> Pipeline:
+        """Scaling followed by :meth:`estimator`, step names ``scale`` and ``clf``.
+
+        ``scale`` is ``"standard"`` (:class:`~sklearn.preprocessing.StandardScaler`) or
+        ``"none"`` (features used as they are).
+        """
+        if scale not in SCALERS:
+            raise ValueError(f"scale must be one of {', '.join(map(repr, SCALERS))}, got {scale!r}")
+        scaler = StandardScaler() if scale == "standard" else "passthrough"
+        return Pipeline([("scale", scaler), ("clf", self.estimator(random_state))])
 
 
 @register_classifier("linear-svm")
@@ -83,16 +99,18 @@ def fit_with_c_search(
     *,
     inner_folds: int = 3,
     random_state: int = 0,
+    scale: str = "standard",
 ) -> tuple[Pipeline, float]:
     """Fit ``clf`` on ``(X, y)``, choosing C by inner stratified k-fold CV on this data only.
 
     Returns the refitted pipeline and the chosen C. With a single C, or fewer than
-    two samples per class for a split, no search is run.
+    two samples per class for a split, no search is run. ``scale`` is passed to
+    :meth:`Classifier.pipeline`.
     """
     grid = [float(c) for c in C_grid]
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
     folds = int(min(inner_folds, counts.min()))
-    pipe = clf.pipeline(random_state)
+    pipe = clf.pipeline(random_state, scale)
     # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
     # oversubscription beside extraction workers): one thread per fit.
     with warnings.catch_warnings(), threadpool_limits(limits=1):

@@ -27,6 +27,7 @@ Example
     [[classifiers]]
     name = "linear-svm"
     C = [0.01, 0.1, 1]
+    scale = "standard"            # or "none": features as they are (default "standard")
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+from featbench.classifiers import SCALERS
 from featbench.evaluation.splits import KINDS, Protocol
 from featbench.registry import CLASSIFIERS, DATASETS, create_extractor, load_plugin
 
@@ -92,6 +94,7 @@ class ClassifierConfig:
     name: str
     label: str
     C: tuple[float, ...]
+    scale: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def parse_experiment(
     classifiers = []
     for i, c in enumerate(_tables(data, "classifiers", where)):
         w = f"{where} [[classifiers]] #{i + 1}"
-        _check_keys(c, {"name", "label", "C"}, w, "a classifier table")
+        _check_keys(c, {"name", "label", "C", "scale"}, w, "a classifier table")
         cname = _required_str(c, "name", w)
         cls = _lookup(CLASSIFIERS, cname, w)
         grid = c.get("C", list(cls.default_C))
@@ -186,7 +189,10 @@ def parse_experiment(
         ):
             raise ConfigError(f"{w}: C must be a positive number or a non-empty list of them, got {grid!r}")
         label = _typed(c, "label", str, cname, w)
-        classifiers.append(ClassifierConfig(cname, label, tuple(float(x) for x in grid)))
+        scale = _typed(c, "scale", str, "standard", w)
+        if scale not in SCALERS:
+            raise ConfigError(f"{w}: scale must be one of {', '.join(map(repr, SCALERS))}, got {scale!r}")
+        classifiers.append(ClassifierConfig(cname, label, tuple(float(x) for x in grid), scale))
 
     for kind, items in (("datasets", datasets), ("extractors", extractors), ("classifiers", classifiers)):
         if not items:

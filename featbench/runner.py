@@ -157,7 +157,7 @@ def run(
                                "C_grid": json.dumps(list(ccfg.C)), "cell_id": cell_id, "status": status}
                         if feats is not None:
                             try:
-                                rec.update(_classify(clf, ccfg.C, feats, images, split, settings))
+                                rec.update(_classify(clf, ccfg, feats, images, split, settings))
                             except Exception as exc:
                                 log.debug("classifier failed", exc_info=True)
                                 rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
@@ -297,12 +297,12 @@ def _backend(name: str, scheduler: str | None, n_jobs: int):
 
 
 # -- classification ---------------------------------------------------------------------
-def _classify(clf, C_grid, feats: Features, images: ImageSet, split: Split, settings) -> dict:
+def _classify(clf, ccfg, feats: Features, images: ImageSet, split: Split, settings) -> dict:
     labels = images.labels
     y_train, y_test = labels[split.train], labels[split.test]
     t0 = time.perf_counter()
-    model, best_c = fit_with_c_search(clf, feats.train, y_train, C_grid,
-                                      inner_folds=settings.inner_folds, random_state=settings.seed)
+    model, best_c = fit_with_c_search(clf, feats.train, y_train, ccfg.C, inner_folds=settings.inner_folds,
+                                      random_state=settings.seed, scale=ccfg.scale)
     clf_fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     y_pred = model.predict(feats.test)
@@ -334,7 +334,8 @@ def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, 
         "featbench": __version__,
         "dataset": [dcfg.name, dcfg.params, fingerprint],
         "extractor": [ecfg.name, ecfg.params],
-        "classifier": [ccfg.name, list(ccfg.C)],
+        # the default scaling adds nothing, so that records written before ``scale`` existed stay valid
+        "classifier": [ccfg.name, list(ccfg.C)] + ([ccfg.scale] if ccfg.scale != "standard" else []),
         "split": split.digest,
         "inner_folds": settings.inner_folds,
         "seed": settings.seed,

@@ -63,6 +63,8 @@ def _one_error_line(err: str) -> str:
         ("limit_per_class = 10", "limit_per_clas = 10", r"unknown dataset parameter 'limit_per_clas'"),
         ("C = [1.0]", "C = [-1.0]", r"C must be a positive number"),
         ('name = "logreg"', 'name = "svm"', r"unknown classifier 'svm'"),
+        ("C = [1.0]", 'C = [1.0]\nscale = "minmax"',
+         r"\[\[classifiers\]\] #1: scale must be one of 'standard', 'none', got 'minmax'"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(tmp_path, capsys, old, new, expected):

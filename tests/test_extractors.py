@@ -39,6 +39,16 @@ def test_hog_equals_opencv_descriptor():
     np.testing.assert_allclose(X[0], ref, rtol=1e-6)
 
 
+def test_hog_sqrt_is_the_square_root_of_the_plain_descriptor():
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, (24, 24), dtype=np.uint8) for _ in range(3)]
+    params = dict(size=24, cell_size=4, block_size=8, block_stride=4, bins=12, signed=True)
+    plain = create_extractor("hog", **params).fit(imgs).transform(imgs)
+    rooted = create_extractor("hog", sqrt=True, **params).fit(imgs).transform(imgs)
+    assert (plain >= 0).all() and (plain > 0).mean() > 0.5
+    np.testing.assert_allclose(rooted, np.sqrt(plain), rtol=1e-6)
+
+
 def test_hog_bad_geometry_says_what_fits():
     with pytest.raises(ConfigError, match=r"size=30 .* e\.g\. size=32"):
         create_extractor("hog", size=30, cell_size=8, block_size=16, block_stride=8).fit([])
