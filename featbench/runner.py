@@ -245,7 +245,12 @@ def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, fu
                     meta.get("info", {}))
 
 
-def _transform_chunk(extractor, images) -> np.ndarray:
+def _transform_chunk(extractor, images, parent_pid: int) -> np.ndarray:
+    if os.getpid() != parent_pid:
+        # A worker process per core already: OpenCV's own thread pool would only oversubscribe them.
+        import cv2
+
+        cv2.setNumThreads(1)
     return extractor.transform(images)
 
 
@@ -259,7 +264,7 @@ def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky
     chunks = [c for c in np.array_split(np.arange(n), min(n, workers * 4)) if len(c)]
     take = images.subset if isinstance(images, ImageSet) else (lambda idx: [images[int(i)] for i in idx])
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    parts = parallel(delayed(_transform_chunk)(extractor, take(c)) for c in chunks)
+    parts = parallel(delayed(_transform_chunk)(extractor, take(c), os.getpid()) for c in chunks)
     return np.ascontiguousarray(np.concatenate(list(tqdm(
         parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
         leave=False, disable=disable_bars)), axis=0), dtype=np.float32)

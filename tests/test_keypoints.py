@@ -105,9 +105,12 @@ def test_orb_bits_unpack_and_pack_back_and_distance_is_hamming():
 
 def test_orb_keypoint_descriptors_are_opencv_s_bits():
     img = _textured(5, 1, (160, 200))[0]
-    desc, _ = create_extractor("orb", max_size=None, n_features=80).describe_one(img)
+    ext = create_extractor("orb", max_size=None, n_features=80)
+    desc, _ = ext.describe_one(img)
     _, ref = cv2.ORB_create(80).detectAndCompute(img, None)
-    np.testing.assert_array_equal(desc, unpack_bits(ref[ref.any(axis=1)]))
+    assert desc.dtype == np.uint8 and desc.shape[1] == 32  # packed, as OpenCV gives them
+    np.testing.assert_array_equal(desc, ref[ref.any(axis=1)])
+    np.testing.assert_array_equal(ext.as_float(desc), unpack_bits(desc))
 
 
 def test_dense_grid_count_and_spacing_follow_the_step():

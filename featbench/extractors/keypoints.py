@@ -167,9 +167,12 @@ class LocalFeatures(Extractor):
         return cv2.resize(np.ascontiguousarray(gray), size, interpolation=interp)
 
     def describe_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Descriptors ``(n, d)`` float32 and keypoint positions ``(n, 2)`` as ``(x, y)`` in ``[0, 1]``.
+        """Descriptors ``(n, d)`` and keypoint positions ``(n, 2)`` as ``(x, y)`` in ``[0, 1]``.
 
-        This is the whole per-image work before encoding; ``n`` may be 0.
+        This is the whole per-image work before encoding; ``n`` may be 0. Descriptors
+        keep their native type: float32 for SIFT, packed uint8 bits (as OpenCV gives
+        them, 32 bytes) for ORB, 32 times smaller than the floats the encoder works on
+        (:meth:`as_float` converts).
         """
         gray = self.prepare(image)
         if self.mode == "dense":
@@ -232,6 +235,10 @@ class LocalFeatures(Extractor):
     def _postprocess(self, desc: np.ndarray) -> np.ndarray:
         return desc
 
+    def as_float(self, desc: np.ndarray) -> np.ndarray:
+        """Descriptors from :meth:`describe_one` as the float32 vectors the encoder clusters."""
+        return np.asarray(desc, dtype=np.float32)
+
     # -- fit / transform -----------------------------------------------------------------------------
     def _encoder(self):
         return make_encoder(
@@ -263,6 +270,7 @@ class LocalFeatures(Extractor):
                 desc = desc[np.sort(rng.choice(len(desc), per_image, replace=False))]
             pool.append(desc)
         self.descriptors_per_image_ = float(np.mean(counts)) if counts else 0.0
+        pool = [self.as_float(d) for d in pool]
         self.encoder_ = self._encoder().set_params(random_state=rng.randint(2**31 - 1)).fit(pool)
         self.n_features_out_ = self.encoder_.n_features_out_
 
@@ -271,7 +279,7 @@ class LocalFeatures(Extractor):
         for start in range(0, len(images), _BATCH):
             stop = min(start + _BATCH, len(images))
             desc, pos = self.describe([images[i] for i in range(start, stop)])
-            out[start:stop] = self.encoder_.transform(desc, pos)
+            out[start:stop] = self.encoder_.transform([self.as_float(d) for d in desc], pos)
         return out
 
     def report_info(self) -> dict:
@@ -472,8 +480,8 @@ class SIFT(LocalFeatures):
 class ORB(LocalFeatures):
     __doc__ = f"""ORB binary descriptors (OpenCV ``ORB_create``) encoded by BoVW, VLAD or Fisher vectors.
 
-    ORB's 256-bit rBRIEF descriptors are unpacked to 256 floats of 0/1
-    (:func:`unpack_bits`). Squared Euclidean distance between unpacked descriptors
+    ORB's 256-bit rBRIEF descriptors are kept packed (32 bytes, as OpenCV gives them)
+    until encoding, where they are unpacked to 256 floats of 0/1 (:func:`unpack_bits`). Squared Euclidean distance between unpacked descriptors
     *is* their Hamming distance, so the k-means codebook (and VLAD residuals, and the
     Gaussian mixture) work in the space where ORB descriptors are meant to be compared;
     a word is the per-bit frequency of its cluster. In dense mode, the image is scaled
@@ -543,6 +551,9 @@ class ORB(LocalFeatures):
         self.max_descriptors = max_descriptors
         self.random_state = random_state
 
+    def as_float(self, desc: np.ndarray) -> np.ndarray:
+        return unpack_bits(desc)
+
     def _orb(self, dense: bool = False) -> cv2.ORB:
         cache = self._cache()
         key = "orb-dense" if dense else "orb"
@@ -558,8 +569,8 @@ class ORB(LocalFeatures):
     def _detect_describe(self, gray):
         kps, desc = self._orb().detectAndCompute(gray, None)
         if desc is None or not len(kps):
-            return np.empty((0, 256), np.float32), np.empty((0, 2), np.float32)
-        return unpack_bits(desc), cv2.KeyPoint_convert(kps).reshape(-1, 2)
+            return np.empty((0, 32), np.uint8), np.empty((0, 2), np.float32)
+        return desc, cv2.KeyPoint_convert(kps).reshape(-1, 2)
 
     def _dense_describe(self, gray):
         h, w = gray.shape
@@ -583,9 +594,9 @@ class ORB(LocalFeatures):
             out_kps, desc = orb.compute(img, tuple(kps if keep.all() else kps[keep]))
             if desc is None or not len(out_kps):
                 continue
-            descs.append(unpack_bits(desc))
+            descs.append(desc)
             xy = cv2.KeyPoint_convert(out_kps).reshape(-1, 2)
             pts.append((xy + 0.5) * np.array([w / sw, h / sh], dtype=np.float32) - 0.5)
         if not descs:
-            return np.empty((0, 256), np.float32), np.empty((0, 2), np.float32)
+            return np.empty((0, 32), np.uint8), np.empty((0, 2), np.float32)
         return np.concatenate(descs), np.concatenate(pts)
