@@ -30,6 +30,9 @@ VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 @pytest.fixture
 def network_attempts(monkeypatch) -> list:
     """Make every DNS look-up and socket connection fail, and record them."""
+    from featbench.extractors import deep
+
+    monkeypatch.setattr(deep, "_FAILED_DOWNLOADS", {})  # each test starts with no failed download on record
     attempts: list = []
 
     def refuse(*args, **kwargs):
@@ -214,6 +217,15 @@ def test_offline_imagenet_vgg16_names_the_file(offline, network_attempts):
     assert str(offline / "models") in str(err.value)
     assert 'weights = "random"' in str(err.value)
     assert network_attempts, "Keras should have tried its own download last"
+
+
+def test_a_failed_download_is_not_retried_in_the_same_process(offline, network_attempts):
+    for _ in range(2):
+        with pytest.raises(WeightsUnavailableError, match=f"put {VGG16_FILE} in .*download failed"):
+            create_extractor("vgg16", input_size=32, weights="imagenet").fit([])
+        if _ == 0:
+            first = len(network_attempts)
+    assert first > 0 and len(network_attempts) == first, "the second fit must not try the network again"
 
 
 def test_offline_imagenet_rows_are_skipped_by_the_runner(offline, tmp_path, monkeypatch):

@@ -160,6 +160,10 @@ def weights_folders() -> list[Path]:
     return folders
 
 
+#: origin URL → why its download failed, so that one run tries each file once (not once per split).
+_FAILED_DOWNLOADS: dict[str, str] = {}
+
+
 @contextlib.contextmanager
 def _local_weights_first(display: str, used: list[Path]):
     """Make Keras's ``get_file`` serve weight files from local folders before any download.
@@ -200,12 +204,19 @@ def _local_weights_first(display: str, used: list[Path]):
         where = " or ".join(str(f) for f in folders)
         if len(folders) < 2:
             where += " (or in $FEATBENCH_DATA/keras/models)"
+        damaged = f"; {', '.join(bad)} did not match the expected hash" if bad else ""
+        origin = str(a["origin"])
+        if origin in _FAILED_DOWNLOADS:  # tried in this process already (e.g. the previous split): no retry
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {display} not available — put {fname} in {where} "
+                f"or use weights = \"random\" (download failed: {_FAILED_DOWNLOADS[origin]}{damaged})"
+            )
         try:
             kwargs = {**bound.arguments, "cache_dir": str(keras_home())}
             path = original(**kwargs)
         except Exception as exc:
-            damaged = f"; {', '.join(bad)} did not match the expected hash" if bad else ""
-            reason = " ".join(str(exc).replace(f"URL fetch failure on {a['origin']}: ", "").split())[:200]
+            reason = " ".join(str(exc).replace(f"URL fetch failure on {origin}: ", "").split())[:200]
+            _FAILED_DOWNLOADS[origin] = reason
             raise WeightsUnavailableError(
                 f"ImageNet weights for {display} not available — put {fname} in {where} "
                 f"or use weights = \"random\" (download failed: {reason}{damaged})"
