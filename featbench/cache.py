@@ -28,7 +28,8 @@ def default_cache_dir() -> Path:
 
 
 def feature_key(fingerprint: str, extractor: Any, split_digest: str | None = None) -> str:
-    """Cache key: dataset content hash + extractor class, version and parameters (+ split when fitted)."""
+    """Cache key: dataset content hash + extractor class, version and parameters (+ split when fitted),
+    + the content of files the parameters point at (:meth:`Extractor.content_token`)."""
     cls = type(extractor)
     payload = {
         "format": CACHE_FORMAT,
@@ -39,6 +40,9 @@ def feature_key(fingerprint: str, extractor: Any, split_digest: str | None = Non
         "params": {k: repr(v) for k, v in sorted(extractor.get_params().items())},
         "split": split_digest,
     }
+    token = extractor.content_token() if hasattr(extractor, "content_token") else None
+    if token is not None:  # e.g. the weights file's hash: replacing the file invalidates the features
+        payload["content"] = token
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -118,11 +118,12 @@ def run(
             }
             for ecfg in exp.extractors:
                 extractor = create_extractor(ecfg.name, **ecfg.params)
+                token = getattr(extractor, "content_token", lambda: None)()  # e.g. a weights file's hash
                 full: dict = {}  # features of the whole set, for extractors that learn nothing
                 for split in splits:
                     cells = []
                     for ccfg, clf in classifiers:
-                        cell_id = _cell_id(images.fingerprint, dcfg, ecfg, ccfg, split, settings)
+                        cell_id = _cell_id(images.fingerprint, dcfg, ecfg, ccfg, split, settings, token)
                         path = cells_dir / f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(ccfg.label)}__{split.id}__{cell_id[:10]}.json"
                         old = _read_record(path) if skip_existing else None
                         if old is not None and old.get("status") == "ok":
@@ -334,11 +335,12 @@ def _classify(clf, ccfg, feats: Features, images: ImageSet, split: Split, settin
 
 
 # -- bookkeeping ----------------------------------------------------------------------------
-def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, settings) -> str:
+def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, settings,
+             token: str | None = None) -> str:
     payload = {
         "featbench": __version__,
         "dataset": [dcfg.name, dcfg.params, fingerprint],
-        "extractor": [ecfg.name, ecfg.params],
+        "extractor": [ecfg.name, ecfg.params] + ([token] if token is not None else []),
         # the default scaling adds nothing, so that records written before ``scale`` existed stay valid
         "classifier": [ccfg.name, list(ccfg.C)] + ([ccfg.scale] if ccfg.scale != "standard" else []),
         "split": split.digest,

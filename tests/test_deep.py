@@ -144,6 +144,45 @@ def test_weights_file_round_trip(tmp_path):
     assert not np.array_equal(seed0.transform(imgs), ext.transform(imgs))
 
 
+def test_replacing_a_weights_file_changes_the_cache_key_and_the_cells(tmp_path, monkeypatch):
+    from featbench import run
+    from featbench.cache import feature_key
+
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "backbone.weights.h5"
+    _small("keras-app", random_state=1).fit([]).keras_backbone.save_weights(str(path))
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        name = "w"
+        [protocol]
+        kind = "holdout"
+        repeats = 1
+        test_size = 0.5
+        [[datasets]]
+        name = "digits"
+        limit_per_class = 4
+        [[extractors]]
+        name = "keras-app"
+        model = "MobileNet"
+        alpha = 0.25
+        input_size = 32
+        weights = "{path}"
+        [[classifiers]]
+        name = "logreg"
+        C = [1.0]
+    """))
+    first = run(cfg, tmp_path / "out")
+    key_before = feature_key("fp", _small("keras-app", weights=str(path)))
+
+    _small("keras-app", random_state=2).fit([]).keras_backbone.save_weights(str(path))  # same path, new content
+    assert feature_key("fp", _small("keras-app", weights=str(path))) != key_before
+    second = run(cfg, tmp_path / "out")
+    assert [r["status"] for r in first.records + second.records] == ["ok", "ok"]
+    assert second.computed == 1 and second.reused == 0, "a cell computed with the old file must not be reused"
+    assert not second.records[0]["features_from_cache"]
+    assert second.records[0]["cell_id"] != first.records[0]["cell_id"]
+
+
 def test_missing_weights_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="'weights'.*imagenet.*random"):
         _small("vgg16", weights=str(tmp_path / "nope.h5")).fit([])

@@ -102,6 +102,14 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Where learned weights come from, for reports (``imagenet``, ``random``...); empty if none."""
         return ""
 
+    def content_token(self) -> str | None:
+        """Identity of the content of files the parameters point at (e.g. a weights file), or None.
+
+        It enters the feature-cache key and the result cells' identity, so that replacing
+        such a file in place invalidates features and results computed from the old one.
+        """
+        return None
+
     def report_info(self) -> dict:
         """Extra numbers for the report, read after ``fit`` (e.g. ``n_params``, ``gflops_per_image``)."""
         return {}

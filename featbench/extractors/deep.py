@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
+import hashlib
 import importlib
 import inspect
 import logging
@@ -158,6 +160,21 @@ def weights_folders() -> list[Path]:
     if data:
         folders.append(Path(os.path.expanduser(os.path.expandvars(data))) / "keras" / "models")
     return folders
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's content (memoised on path, size and modification time)."""
+    st = os.stat(path)
+    return _sha256_of(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
 #: origin URL → why its download failed, so that one run tries each file once (not once per split).
@@ -342,6 +359,15 @@ class KerasApplication(Extractor):
     def _check_params(self) -> None:
         if self._weights_kind() == "file":
             self._weights_path()
+
+    def content_token(self) -> str | None:
+        if self._weights_kind() != "file":
+            return None
+        try:
+            path = self._weights_path()
+        except ConfigError:
+            return None  # fit reports the missing file
+        return file_sha256(path)
 
     @property
     def weights_label(self) -> str:
