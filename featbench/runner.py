@@ -46,6 +46,11 @@ log = logging.getLogger("featbench")
 
 # Below this many images, starting worker processes costs more than it saves.
 MIN_PARALLEL_IMAGES = 256
+# Images timed serially first to estimate the cost per image.
+PROBE_IMAGES = 16
+# Below this estimated serial time for the rest, shipping images to workers costs more than it saves
+# (e.g. HOG at well under a millisecond per image): the rest is done serially too.
+MIN_PARALLEL_SECONDS = 1.0
 
 
 @dataclass
@@ -257,18 +262,33 @@ def _transform_chunk(extractor, images, parent_pid: int) -> np.ndarray:
 
 def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky",
                        disable_bars: bool | None = True) -> np.ndarray:
-    """``extractor.transform(images)`` split over workers in chunks; same result as serial."""
+    """``extractor.transform(images)`` split over workers in chunks; same result as serial.
+
+    The first :data:`PROBE_IMAGES` images are transformed serially and timed; the rest go
+    to the workers only when their estimated serial time is at least
+    :data:`MIN_PARALLEL_SECONDS` (and there are :data:`MIN_PARALLEL_IMAGES` images or more).
+    """
     n = len(images)
     workers = effective_n_jobs(n_jobs) if backend != "dask" else max(2, effective_n_jobs(n_jobs))
     if workers <= 1 or not extractor.spec.parallel or n < MIN_PARALLEL_IMAGES:
         return extractor.transform(images)
-    chunks = [c for c in np.array_split(np.arange(n), min(n, workers * 4)) if len(c)]
     take = images.subset if isinstance(images, ImageSet) else (lambda idx: [images[int(i)] for i in idx])
+    probe = min(PROBE_IMAGES, n)
+    t0 = time.perf_counter()
+    head = np.asarray(extractor.transform(take(np.arange(probe))), dtype=np.float32)
+    per_image = (time.perf_counter() - t0) / probe
+    rest = np.arange(probe, n)
+    if not len(rest):
+        return head
+    if per_image * len(rest) < MIN_PARALLEL_SECONDS:
+        tail = np.asarray(extractor.transform(take(rest)), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate([head, tail], axis=0))
+    chunks = [c for c in np.array_split(rest, min(len(rest), workers * 4)) if len(c)]
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     parts = parallel(delayed(_transform_chunk)(extractor, take(c), os.getpid()) for c in chunks)
-    return np.ascontiguousarray(np.concatenate(list(tqdm(
+    return np.ascontiguousarray(np.concatenate([head, *tqdm(
         parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
-        leave=False, disable=disable_bars)), axis=0), dtype=np.float32)
+        leave=False, disable=disable_bars)], axis=0), dtype=np.float32)
 
 
 def _warm_worker() -> int:

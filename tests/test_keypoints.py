@@ -194,6 +194,7 @@ def test_fitted_extractor_pickles_without_opencv_objects_and_parallel_equals_ser
     assert b"cv2" not in blob
     np.testing.assert_array_equal(pickle.loads(blob).transform(train), before)
     monkeypatch.setattr(runner, "MIN_PARALLEL_IMAGES", 4)  # split even this small set across workers
+    monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)
     many = [train[i % 6] for i in range(20)]
     with parallel_config(backend="threading"):
         par = transform_parallel(ext, many, n_jobs=2)

@@ -236,11 +236,13 @@ def test_parse_experiment_rejects_duplicate_labels():
         parse_experiment(data)
 
 
-def test_parallel_transform_equals_serial_and_ships_only_the_chunk():
+def test_parallel_transform_equals_serial_and_ships_only_the_chunk(monkeypatch):
     import pickle
 
-    from featbench import create_extractor, load_dataset
+    from featbench import create_extractor, load_dataset, runner
     from featbench.runner import MIN_PARALLEL_IMAGES, transform_parallel
+
+    monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)  # parallel even for a cheap extractor
 
     ds = load_dataset("digits", limit_per_class=40)
     assert len(ds) >= MIN_PARALLEL_IMAGES  # the parallel path is the one tested
@@ -279,10 +281,12 @@ def test_report_command_rebuilds_reports_from_cells(tmp_path):
 
 
 def test_threading_backend_gives_the_same_results(tmp_path, monkeypatch):
+    from featbench import runner
     from featbench.runner import MIN_PARALLEL_IMAGES
 
     text = SMALL.replace("limit_per_class = 20", "limit_per_class = 30")
     assert 300 >= MIN_PARALLEL_IMAGES  # extraction really goes through the parallel path
+    monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache-threads"))
     threaded = run(_write(tmp_path, text + '\n[run]\nbackend = "threading"\nn_jobs = 2\n'), tmp_path / "t")
     monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache-serial"))
@@ -313,3 +317,24 @@ def test_classifier_scale_none_keeps_the_features_scale(tmp_path):
     plain = run(_write(tmp_path, SMALL), tmp_path / "plain")
     ids = {r["cell_id"] for r in result.records if r["classifier"] == "logreg-unscaled"}
     assert ids.isdisjoint(r["cell_id"] for r in plain.records), "scale must be part of the cell's identity"
+
+
+def test_parallel_only_when_the_probe_says_it_pays(monkeypatch):
+    from joblib import parallel_config
+
+    from featbench import create_extractor, load_dataset, runner
+
+    calls = []
+    real = runner.Parallel
+    monkeypatch.setattr(runner, "Parallel", lambda *a, **k: (calls.append(k), real(*a, **k))[1])
+    ds = load_dataset("digits", limit_per_class=30)
+    hog = create_extractor("hog", size=16, cell_size=4, block_size=8, block_stride=4).fit(ds)
+    serial = hog.transform(ds)
+    with parallel_config(backend="threading"):
+        cheap = runner.transform_parallel(hog, ds, n_jobs=2)  # ~0.1 ms per image: not worth workers
+        assert calls == []
+        monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)
+        forced = runner.transform_parallel(hog, ds, n_jobs=2)
+        assert len(calls) == 1
+    np.testing.assert_array_equal(cheap, serial)
+    np.testing.assert_array_equal(forced, serial)

@@ -89,6 +89,7 @@ def _paired(reference, ours, rounds: int) -> tuple[float, float]:
 
 
 def _parallel_row(name: str, extractor, images: list[np.ndarray], quick: bool, source: str) -> Measurement:
+    from featbench import runner
     from featbench.runner import MIN_PARALLEL_IMAGES, transform_parallel
 
     # Enough images for transform_parallel to split the work at all.
@@ -97,12 +98,16 @@ def _parallel_row(name: str, extractor, images: list[np.ndarray], quick: bool, s
     serial = best_time(lambda: transform_parallel(extractor, many, n_jobs=1), repeats=repeats, min_time=0)
     parallel = best_time(lambda: transform_parallel(extractor, many, n_jobs=-1), repeats=repeats, min_time=0)
     cores = effective_n_jobs(-1)
+    if serial >= runner.MIN_PARALLEL_SECONDS:
+        how = "loky workers (warm pool), one OpenCV thread each; n_jobs=1 is one process with OpenCV's own threads"
+    else:
+        how = (f"serial: {1000 * serial:.0f} ms of work in all is below runner.MIN_PARALLEL_SECONDS = "
+               f"{runner.MIN_PARALLEL_SECONDS:g} s, where shipping images to workers costs more than it saves")
     return Measurement(
         benchmark=name, subject="transform_parallel(n_jobs=-1)", reference="n_jobs=1",
         value=len(many) / parallel, reference_value=len(many) / serial, unit="images/s", target=None,
-        note=f"speed-up on {cores} cores (loky, warm pool, one OpenCV thread per worker; n_jobs=1 is one process "
-             f"with OpenCV's own threads), {len(many)} images from {source}: {1000 * serial / len(many):.3g} ms/image "
-             f"serially, so process start-up and pickling weigh more for cheaper extractors; informative",
+        note=f"speed-up on {cores} cores, {len(many)} images from {source} ({1000 * serial / len(many):.3g} "
+             f"ms/image serially); {how}; informative",
     )
 
 
