@@ -22,6 +22,11 @@ def featbench_data() -> Path:
         problem = f"FEATBENCH_DATA={value!r} is not a folder"
     else:
         return Path(value).expanduser()
+    skip_unless_ci(problem)
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip with ``reason`` on a user's machine; fail in CI (``CI=true``), where real-data tests must run."""
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{problem}; CI must run the real-data tests")
-    pytest.skip(problem)
+        pytest.fail(f"{reason}; CI must run the real-data tests")
+    pytest.skip(reason)

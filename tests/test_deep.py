@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import skip_unless_ci
 
 from featbench import create_extractor
 from featbench.errors import ConfigError, WeightsUnavailableError
@@ -327,7 +328,7 @@ def test_real_mobilenet_file_loads_without_network(featbench_data, offline, netw
                                                    input_size):
     source = featbench_data / "keras" / "models" / MOBILENET_FILE
     if not source.is_file():
-        pytest.skip(f"{source} not present")
+        skip_unless_ci(f"{source} not present")
     monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
     ext = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=input_size, weights="imagenet")
     ext.fit([])
@@ -342,7 +343,7 @@ def test_real_mobilenet_file_loads_without_network(featbench_data, offline, netw
 def test_keras_cache_comes_before_featbench_data(featbench_data, offline, network_attempts, monkeypatch):
     source = featbench_data / "keras" / "models" / MOBILENET_FILE
     if not source.is_file():
-        pytest.skip(f"{source} not present")
+        skip_unless_ci(f"{source} not present")
     (offline / "models").mkdir()
     shutil.copy(source, offline / "models" / MOBILENET_FILE)
     monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
@@ -486,7 +487,7 @@ def test_cnn_fit_sees_training_images_only(tmp_path, monkeypatch):
 def test_published_weights_file_as_a_path(featbench_data, offline, network_attempts, monkeypatch):
     """The Keras file given as ``weights = <path>`` (relative: under FEATBENCH_DATA) equals ``"imagenet"``."""
     if not (featbench_data / "keras" / "models" / MOBILENET_FILE).is_file():
-        pytest.skip("MobileNet file not present")
+        skip_unless_ci("MobileNet file not present")
     monkeypatch.setenv("FEATBENCH_DATA", str(featbench_data))
     imgs = _images(3)
     by_path = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=64,
