@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
-import hashlib
 import importlib
 import inspect
 import logging
@@ -37,6 +36,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from featbench.datasets.io import file_sha256
 from featbench.errors import ConfigError, WeightsUnavailableError
 from featbench.extractors.base import Extractor, ExtractorSpec, resize, to_rgb
 from featbench.registry import register_extractor
@@ -163,18 +163,15 @@ def weights_folders() -> list[Path]:
 
 
 @functools.lru_cache(maxsize=16)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _weights_digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path).hex()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (memoised on path, size and modification time)."""
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a weights file, memoised on path, size and modification time: a run
+    hashes each file once, and a file replaced in place is hashed again."""
     st = os.stat(path)
-    return _sha256_of(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    return _weights_digest(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
 #: origin URL → why its download failed, so that one run tries each file once (not once per split).
@@ -367,7 +364,7 @@ class KerasApplication(Extractor):
             path = self._weights_path()
         except ConfigError:
             return None  # fit reports the missing file
-        return file_sha256(path)
+        return weights_digest(path)
 
     @property
     def weights_label(self) -> str:
