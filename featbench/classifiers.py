@@ -29,10 +29,17 @@ from threadpoolctl import threadpool_limits
 
 from featbench.registry import register_classifier
 
-__all__ = ["SCALERS", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "fit_with_c_search"]
+__all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "fit_with_c_search"]
 
 #: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
 SCALERS = ("standard", "none")
+
+
+def check_scale(scale: object) -> str:
+    """``scale`` if it is one of :data:`SCALERS`, else a ``ValueError`` naming the accepted values."""
+    if scale not in SCALERS:
+        raise ValueError(f"scale must be one of {', '.join(map(repr, SCALERS))}, got {scale!r}")
+    return scale  # type: ignore[return-value]
 
 
 class Classifier:
@@ -56,9 +63,7 @@ class Classifier:
         ``scale`` is ``"standard"`` (:class:`~sklearn.preprocessing.StandardScaler`) or
         ``"none"`` (features used as they are).
         """
-        if scale not in SCALERS:
-            raise ValueError(f"scale must be one of {', '.join(map(repr, SCALERS))}, got {scale!r}")
-        scaler = StandardScaler() if scale == "standard" else "passthrough"
+        scaler = StandardScaler() if check_scale(scale) == "standard" else "passthrough"
         return Pipeline([("scale", scaler), ("clf", self.estimator(random_state))])
 
 

@@ -47,7 +47,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from featbench.classifiers import SCALERS
+from featbench.classifiers import check_scale
 from featbench.evaluation.splits import KINDS, Protocol
 from featbench.registry import CLASSIFIERS, DATASETS, create_extractor, load_plugin
 
@@ -189,9 +189,10 @@ def parse_experiment(
         ):
             raise ConfigError(f"{w}: C must be a positive number or a non-empty list of them, got {grid!r}")
         label = _typed(c, "label", str, cname, w)
-        scale = _typed(c, "scale", str, "standard", w)
-        if scale not in SCALERS:
-            raise ConfigError(f"{w}: scale must be one of {', '.join(map(repr, SCALERS))}, got {scale!r}")
+        try:
+            scale = check_scale(_typed(c, "scale", str, "standard", w))
+        except ValueError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
         classifiers.append(ClassifierConfig(cname, label, tuple(float(x) for x in grid), scale))
 
     for kind, items in (("datasets", datasets), ("extractors", extractors), ("classifiers", classifiers)):

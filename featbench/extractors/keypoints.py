@@ -481,8 +481,8 @@ class ORB(LocalFeatures):
     __doc__ = f"""ORB binary descriptors (OpenCV ``ORB_create``) encoded by BoVW, VLAD or Fisher vectors.
 
     ORB's 256-bit rBRIEF descriptors are kept packed (32 bytes, as OpenCV gives them)
-    until encoding, where they are unpacked to 256 floats of 0/1 (:func:`unpack_bits`). Squared Euclidean distance between unpacked descriptors
-    *is* their Hamming distance, so the k-means codebook (and VLAD residuals, and the
+    until encoding, where they are unpacked to 256 floats of 0/1 (:func:`unpack_bits`).
+    Squared Euclidean distance between unpacked descriptors *is* their Hamming distance, so the k-means codebook (and VLAD residuals, and the
     Gaussian mixture) work in the space where ORB descriptors are meant to be compared;
     a word is the per-bit frequency of its cluster. In dense mode, the image is scaled
     by ``31 / p`` for each patch side ``p`` in ``scales`` so that ORB's fixed 31x31
