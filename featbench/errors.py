@@ -20,6 +20,10 @@ class DatasetError(FeatbenchError, ValueError):
     """A dataset cannot be found or read."""
 
 
+class ImageError(FeatbenchError, ValueError):
+    """An image array has a sample type or shape that cannot be read as an image."""
+
+
 class UnknownNameError(FeatbenchError, KeyError):
     """A registry lookup found no entry of that name."""
 

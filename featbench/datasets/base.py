@@ -38,6 +38,10 @@ class ImageSet:
         Train and test positions of the dataset's own split, if it has one.
     skipped : list of Skipped
         Items the loader left out (counted in reports).
+    dropped_classes : list of Skipped
+        Classes the loader left out because none of their images could be read
+        (``source`` is e.g. the class folder, ``reason`` says how many files were
+        skipped); they are not in ``class_names`` and reports warn about them.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class ImageSet:
         index: np.ndarray | None = None,
         official_split: tuple[np.ndarray, np.ndarray] | None = None,
         skipped: list[Skipped] | None = None,
+        dropped_classes: list[Skipped] | None = None,
     ) -> None:
         self.name = name
         self._all_labels = np.asarray(labels, dtype=np.int64)
@@ -56,11 +61,21 @@ class ImageSet:
         self.class_names = list(class_names)
         self.official_split = official_split
         self.skipped = list(skipped or [])
+        self.dropped_classes = list(dropped_classes or [])
         self._fingerprint: str | None = None
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("dropped_classes", [])  # sets pickled before the attribute existed
+        self.__dict__.update(state)
 
     # -- to implement -------------------------------------------------------
     def _load(self, storage_pos: int) -> np.ndarray:
         raise NotImplementedError
+
+    def _uniform_uint8(self) -> bool:
+        """True when every image is known to be uint8 ``HxW`` or ``HxWx3`` without loading it
+        (extractors then skip their per-image check, see :func:`featbench.images.as_uint8_images`)."""
+        return False
 
     def _content_digest(self, h: Any) -> None:
         """Feed the content of the images in ``self._index`` order into ``h``."""
@@ -129,6 +144,10 @@ class ArrayImageSet(ImageSet):
 
     def _load(self, storage_pos: int) -> np.ndarray:
         return np.asarray(self._images[storage_pos])
+
+    def _uniform_uint8(self) -> bool:
+        shape = self._images.shape
+        return (len(shape) == 3 or (len(shape) == 4 and shape[3] == 3)) and shape[1] > 0 and shape[2] > 0
 
     def __getstate__(self) -> dict:
         # A subset sent to a worker process carries its own images only, not the whole array.

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from featbench.errors import DatasetError
+from featbench.images import as_uint8_image
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "probe_image", "file_sha256"]
 
@@ -35,7 +36,10 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
       gray+alpha gives ``HxW``, the others ``HxWx3``.
     - 16-bit samples keep their high byte (``v >> 8``, as Pillow does for 16-bit
       colour PNGs); 32-bit integer samples are clipped to 0..65535 first; floating
-      point samples are taken as 0..1 and scaled by 255 (clipped).
+      point samples must be finite and in 0..1 and are scaled by 255 (a float file
+      with NaN or values outside 0..1 is refused).
+    - These sample and alpha rules are :func:`featbench.images.as_uint8_image`, which
+      every extractor also applies to the arrays it is given.
     - EXIF orientation is applied (the image is returned as a photo viewer shows it).
     - Multi-frame files (TIFF pages, animated WebP) give their first frame.
 
@@ -72,32 +76,33 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def probe_image(path: str | os.PathLike[str]) -> str | None:
-    """Cheaply check that ``path`` is an image: ``None`` if so, else the reason it is not.
+    """Check that ``path`` decodes: ``None`` if so, else the reason it does not.
 
-    Reads only the header with Pillow (size and mode); a file Pillow cannot identify
-    is fully decoded with OpenCV before it is declared unreadable. A file whose
-    header is fine but whose pixel data is truncated passes this check and fails
-    later in :func:`decode_image`.
+    The file is decoded in full with :func:`decode_image` (the header alone does
+    not show a truncated or corrupt file), so a file that passes this check is one
+    that every later :func:`decode_image` call reads.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file.
+
+    Returns
+    -------
+    str or None
+        None for a readable image, else a short reason (without the path).
     """
     path = os.fspath(path)
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            width, height = im.size
-        if width <= 0 or height <= 0:
-            return f"image has zero size ({width}x{height})"
-        return None
-    except FileNotFoundError:
-        return "file does not exist"
-    except Exception as exc:
-        try:
-            arr = _decode_cv2(path)
-        except Exception:
-            arr = None
-        if arr is not None and arr.size:
-            return None
-        return f"not a readable image ({_reason(exc)})"
+        arr = decode_image(path)
+    except DatasetError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, FileNotFoundError):
+            return "file does not exist"
+        return f"not a readable image ({_reason(cause) if cause is not None else exc})"
+    if arr.size == 0:
+        return f"image has zero size ({arr.shape[1] if arr.ndim > 1 else 0}x{arr.shape[0]})"
+    return None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> bytes:
@@ -136,11 +141,11 @@ def _pil_to_uint8(im) -> np.ndarray:
     if mode == "1":
         return np.array(im.convert("L"))
     if mode in ("LA", "La") or (mode in ("L", "1") and transparent):
-        return _composite_white(np.asarray(im.convert("LA")))[..., 0]
+        return as_uint8_image(np.asarray(im.convert("LA")))
     if mode in ("RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and transparent):
-        return _composite_white(np.asarray(im.convert("RGBA")))
+        return as_uint8_image(np.asarray(im.convert("RGBA")))
     if mode.startswith("I") or mode.startswith("F"):  # I;16, I;16B, I;16L, I, F, F;32...
-        return _depth_to_uint8(np.asarray(im))
+        return as_uint8_image(np.asarray(im))
     if mode == "RGB":
         return np.array(im)
     return np.array(im.convert("RGB"))  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
@@ -155,36 +160,6 @@ def _decode_cv2(path: str) -> np.ndarray | None:
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         return None
-    arr = _depth_to_uint8(arr)
-    if arr.ndim == 2:
-        return arr
-    channels = arr.shape[2]
-    if channels == 1:
-        return np.ascontiguousarray(arr[..., 0])
-    if channels == 2:  # gray + alpha
-        return _composite_white(arr)[..., 0]
-    if channels == 3:
-        return np.ascontiguousarray(arr[..., ::-1])  # BGR -> RGB
-    return np.ascontiguousarray(_composite_white(arr[..., :4])[..., ::-1])  # BGRA -> RGB
-
-
-def _depth_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Samples of any depth to uint8 (16-bit: high byte; float: 0..1 scaled)."""
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * np.uint8(255)
-    if arr.dtype.kind in "iu":
-        return (np.clip(arr, 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
-    if arr.dtype.kind == "f":
-        clean = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.round(np.clip(clean, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ValueError(f"unsupported sample type {arr.dtype}")
-
-
-def _composite_white(arr: np.ndarray) -> np.ndarray:
-    """``(..., C+1)`` uint8 colour + alpha composited onto white: ``(..., C)`` uint8."""
-    colour = arr[..., :-1].astype(np.uint32)
-    alpha = arr[..., -1:].astype(np.uint32)
-    out = (colour * alpha + 255 * (255 - alpha) + 127) // 255
-    return out.astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]  # BGR(A) -> RGB(A)
+    return as_uint8_image(arr)

@@ -11,6 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featbench.images import as_uint8_images, to_gray, to_rgb
+
 __all__ = ["Extractor", "ExtractorSpec", "to_gray", "to_rgb", "resize"]
 
 
@@ -57,9 +59,15 @@ class Extractor(TransformerMixin, BaseEstimator):
     Extractors that learn from images override :meth:`_fit` and set
     ``spec.fitted = True``.
 
-    ``transform`` accepts any sequence of uint8 images (an
+    ``fit`` and ``transform`` accept any sequence of images (an
     :class:`~featbench.datasets.ImageSet`, a list of arrays, or an array
-    ``(n, h, w[, 3])``) and returns a C-contiguous float32 array ``(n, d)``.
+    ``(n, h, w[, 3])``); each image is read through
+    :func:`featbench.images.as_uint8_image` (the file loader's rules: uint16 keeps its
+    high byte, float in [0, 1] is scaled by 255, alpha is composited onto white, other
+    inputs raise :class:`~featbench.errors.ImageError`), so subclasses always see uint8
+    ``HxW`` or ``HxWx3`` images. A uint8 array or ``ArrayImageSet`` is passed through
+    as it is. ``transform`` returns a C-contiguous float32 array ``(n, d)``, also for
+    an empty input (``(0, d)``).
     """
 
     spec: ClassVar[ExtractorSpec] = ExtractorSpec(family="classical", color="gray", description="")
@@ -73,7 +81,7 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Validate parameters and learn what needs learning from ``images``."""
         self.validate()
         _check_images(images)
-        self._fit(images, y)
+        self._fit(as_uint8_images(images), y)
         self.is_fitted_ = True
         return self
 
@@ -81,7 +89,7 @@ class Extractor(TransformerMixin, BaseEstimator):
         """Features of ``images`` as a float32 array ``(len(images), n_features)``."""
         check_is_fitted(self, "is_fitted_")
         _check_images(images)
-        out = self._transform_batch(images)
+        out = self._transform_batch(as_uint8_images(images)) if len(images) else self._empty_features()
         out = np.ascontiguousarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[0] != len(images):
             raise RuntimeError(
@@ -143,8 +151,25 @@ class Extractor(TransformerMixin, BaseEstimator):
                 )
             out[i] = v
         if out is None:
-            return np.empty((0, 0), dtype=np.float32)
+            return self._empty_features()
         return out
+
+    def _n_features(self) -> int:
+        """Length of the feature vector; by default measured on one blank image.
+
+        Used to give an empty input the shape ``(0, d)``. The blank image has the
+        spec's ``input_size`` (else 32x32) and its colour; override when the
+        dimension is known from the parameters.
+        """
+        h, w = self.spec.input_size or (32, 32)
+        blank = np.zeros((h, w, 3) if self.spec.color == "rgb" else (h, w), dtype=np.uint8)
+        return int(np.asarray(self._transform_batch([blank])).reshape(1, -1).shape[1])
+
+    def _empty_features(self) -> np.ndarray:
+        """Features of no image: ``(0, d)`` float32."""
+        known = getattr(self, "n_features_out_", None)
+        d = int(known) if isinstance(known, (int, np.integer)) else self._n_features()
+        return np.empty((0, d), dtype=np.float32)
 
     @property
     def label(self) -> str:
@@ -160,33 +185,6 @@ class Extractor(TransformerMixin, BaseEstimator):
 def _check_images(images: Any) -> None:
     if not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
         raise TypeError(f"images must be a sequence of arrays (an ImageSet, list or array); got {type(images)}")
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 gray ``HxW`` from gray or RGB(A) input."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-        return cv2.cvtColor(np.ascontiguousarray(image), code)
-    raise ValueError(f"expected an image HxW or HxWx3, got shape {image.shape}")
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``HxWx3`` from gray or RGB(A) input."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    if image.ndim == 3 and image.shape[2] == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return image[:, :, :3]
-    raise ValueError(f"expected an image HxW or HxWx3, got shape {image.shape}")
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
