@@ -9,13 +9,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process's umask (read once: ``os.umask`` can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the permissions any new file of the user gets (``0o666`` less the umask), not the
+    ``0o600`` of a temporary file: results are shared with a team like any other file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

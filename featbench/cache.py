@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ import numpy as np
 from featbench import __version__
 from featbench._io import atomic_write, atomic_write_json
 
-__all__ = ["FeatureCache", "default_cache_dir", "feature_key"]
+__all__ = ["FeatureCache", "default_cache_dir", "feature_key", "usable_cache"]
+
+log = logging.getLogger("featbench")
 
 # Bump when the meaning of cached features changes for all extractors.
 CACHE_FORMAT = 1
@@ -46,14 +50,44 @@ def feature_key(fingerprint: str, extractor: Any, split_digest: str | None = Non
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def usable_cache(cache_dir: str | None = None) -> FeatureCache:
+    """The feature cache of a run: ``cache_dir`` (``""``: none), else :func:`default_cache_dir`.
+
+    A folder that cannot be created or written (read-only, ``/proc/...``, a file) does not stop the run:
+    one warning is logged and the run goes on without a cache (``FeatureCache.problem`` says why).
+    """
+    if cache_dir == "":
+        return FeatureCache(None)
+    root = Path(os.path.expandvars(os.path.expanduser(str(cache_dir)))) if cache_dir is not None \
+        else default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".featbench-write-test.", dir=root)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        cache = FeatureCache(None)
+        cache.disable(f"feature cache {str(root)!r} is not usable ({exc.strerror or exc})")
+        return cache
+    return FeatureCache(root)
+
+
 class FeatureCache:
     """Features stored as ``<key>.npy`` with a ``<key>.json`` of metadata (timings, shapes).
 
-    ``root=None`` disables caching.
+    ``root=None`` disables caching. A write that fails (disk full, permissions changed) disables the
+    cache for the rest of the run with one warning; the features just computed are still used.
     """
 
     def __init__(self, root: str | Path | None) -> None:
         self.root = Path(root) if root is not None else None
+        self.problem: str | None = None
+
+    def disable(self, problem: str) -> None:
+        """Stop using the cache, with one warning saying why."""
+        self.problem = problem
+        self.root = None
+        log.warning("%s; running without a feature cache (features are computed, not stored)", problem)
 
     def load(self, key: str) -> tuple[np.ndarray, dict] | None:
         if self.root is None:
@@ -71,5 +105,8 @@ class FeatureCache:
     def save(self, key: str, features: np.ndarray, meta: dict) -> None:
         if self.root is None:
             return
-        atomic_write(self.root / f"{key}.npy", lambda f: np.save(f, features, allow_pickle=False))
-        atomic_write_json(self.root / f"{key}.json", meta)  # written last: marks the entry complete
+        try:
+            atomic_write(self.root / f"{key}.npy", lambda f: np.save(f, features, allow_pickle=False))
+            atomic_write_json(self.root / f"{key}.json", meta)  # written last: marks the entry complete
+        except OSError as exc:
+            self.disable(f"feature cache {str(self.root)!r} cannot be written ({exc.strerror or exc})")

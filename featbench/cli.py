@@ -20,10 +20,19 @@ from pathlib import Path
 from featbench.errors import FeatbenchError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with featbench's one-line errors (exit 2), not a usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"featbench: error: {self.prog}: {' '.join(message.split())} "
+                                   f"(see {self.prog} --help)\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="featbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="featbench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -32,7 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: results/<experiment name>)")
     p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse finished cells of an earlier or interrupted run (default: yes)")
-    p.add_argument("--n-jobs", type=int, help="extraction workers, overrides [run] n_jobs (-1: all cores)")
+    p.add_argument("--n-jobs", type=_n_jobs, help="extraction workers, overrides [run] n_jobs (-1: all cores)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
 
@@ -48,6 +57,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rewrite the reports of a finished run from its cells")
     p.add_argument("run_dir", help="a run's output folder, e.g. results/default")
     return parser
+
+
+def _n_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0 or value < -(2**15) or value > 2**15:
+        raise argparse.ArgumentTypeError(f"{text!r}: give -1 (all cores) or a positive number of workers")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,12 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FeatbenchError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"featbench: error: {exc}", file=sys.stderr)
+        print(f"featbench: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("featbench: interrupted; finished cells are kept: run the same command to resume",
               file=sys.stderr)
         return 130
+    except (Exception, SystemExit) as exc:  # a bug, or a plugin that exits: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"featbench: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _cmd_run(args) -> int:
@@ -135,23 +164,41 @@ def _cmd_perf(args) -> int:
 
 def _cmd_report(args) -> int:
     from featbench.errors import ConfigError
+    from featbench.records import read_cells
     from featbench.reporting import write_reports
 
     run_dir = Path(args.run_dir)
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise ConfigError(f"{info_path} not found; 'featbench report' takes the output folder of a finished run")
-    info = json.loads(info_path.read_text())
-    by_id = {}
-    for cell in (run_dir / "cells").glob("*.json"):
-        rec = json.loads(cell.read_text())
-        by_id[rec.get("cell_id")] = rec
-    missing = [c for c in info.get("cell_ids", []) if c not in by_id]
-    if missing:
-        raise ConfigError(f"{run_dir / 'cells'} lacks {len(missing)} of the run's cells; run the experiment again")
-    records = [by_id[c] for c in info["cell_ids"]]
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{info_path} is not readable JSON ({type(exc).__name__}); run the experiment "
+                          "again to rewrite it") from None
+    wanted = info.get("cell_files") if isinstance(info, dict) else None
+    if not isinstance(info, dict) or not isinstance(wanted if wanted is not None else info.get("cell_ids"), list):
+        raise ConfigError(f"{info_path} is not a featbench run.json (a JSON object listing the run's cells); "
+                          "run the experiment again to rewrite it")
+    good, bad = read_cells(run_dir / "cells")
+    if wanted is not None:
+        records = [good[name] for name in wanted if isinstance(name, str) and name in good]
+        n_wanted = len(wanted)
+    else:  # run.json written before cell_files existed: match by cell id
+        by_id = {rec["cell_id"]: rec for rec in good.values()}
+        records = [by_id[c] for c in info["cell_ids"] if isinstance(c, str) and c in by_id]
+        n_wanted = len(info["cell_ids"])
+    missing = n_wanted - len(records)
+    if not records:
+        raise ConfigError(f"{run_dir / 'cells'} has none of the {n_wanted} cells {info_path} lists"
+                          f"{f' ({len(bad)} unreadable)' if bad else ''}; run the experiment again")
+    info.setdefault("cells", {})
+    if isinstance(info["cells"], dict):
+        info["cells"]["unreadable"] = missing
     write_reports(run_dir, records, info)
-    print(f"featbench: rewrote {run_dir / 'report.md'} from {len(records)} cells")
+    note = f" ({missing} cell(s) missing or unreadable, left out: run the experiment again to recompute them)" \
+        if missing else ""
+    print(f"featbench: rewrote {run_dir / 'report.md'} from {len(records)} cells{note}")
     return 0
 
 

@@ -32,8 +32,10 @@ Example
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import inspect
+import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -62,6 +64,13 @@ __all__ = [
 ]
 
 BACKENDS = ("loky", "threading", "dask")
+#: Seeds are handed to NumPy and scikit-learn, which accept 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: Bounds that keep a typo (``repeats = 100000000000``) from hanging a run: far above any real protocol.
+MAX_REPEATS = 1000
+MAX_FOLDS = 100
+#: Keys every dataset loader takes (README: "every loader takes limit_per_class and seed").
+COMMON_DATASET_KEYS = ("limit_per_class", "seed")
 
 
 @dataclass(frozen=True)
@@ -114,14 +123,38 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; user plugins named in it are imported."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"experiment file {str(path)!r} is a directory; give a .toml file, "
+                          "e.g. experiments/default.toml")
     if not path.is_file():
         raise ConfigError(f"experiment file {str(path)!r} not found")
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"experiment file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
+    data = _parse_toml(raw, str(path))
     return parse_experiment(data, source=str(path), base=path.parent, default_name=path.stem)
+
+
+def _parse_toml(raw: bytes, where: str) -> dict:
+    if raw.startswith(codecs.BOM_UTF8):
+        raise ConfigError(f"{where}: starts with a UTF-8 byte-order mark (BOM); TOML files must be UTF-8 "
+                          "without a BOM: save it again as plain UTF-8")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{where}: is UTF-16 text; TOML files must be UTF-8: save it again as UTF-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          "an experiment file is TOML, written as UTF-8") from exc
+    if "\x00" in text:
+        raise ConfigError(f"{where}: contains NUL bytes (a binary file?); an experiment file is TOML text")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {' '.join(str(exc).split())}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{where}: not valid TOML: nested too deeply") from exc
 
 
 def parse_experiment(
@@ -145,8 +178,15 @@ def parse_experiment(
         raise ConfigError(f"{where} [run]: backend {run.backend!r} is not one of {', '.join(BACKENDS)}")
     if run.n_jobs == 0:
         raise ConfigError(f"{where} [run]: n_jobs must be -1 (all cores) or a positive number, got 0")
-    if run.inner_folds < 2:
-        raise ConfigError(f"{where} [run]: inner_folds must be >= 2, got {run.inner_folds}")
+    if run.n_jobs < -(2**15) or run.n_jobs > 2**15:
+        raise ConfigError(f"{where} [run]: n_jobs must be -1 (all cores) or a positive number, got {run.n_jobs}")
+    if not 2 <= run.inner_folds <= MAX_FOLDS:
+        raise ConfigError(f"{where} [run]: inner_folds must be an integer in [2, {MAX_FOLDS}], got {run.inner_folds}")
+    if not 0 <= run.seed <= MAX_SEED:
+        raise ConfigError(f"{where} [run]: seed must be an integer in [0, 2**32 - 1], got {run.seed}")
+    if run.scheduler is not None and run.backend != "dask":
+        raise ConfigError(f"{where} [run]: scheduler is only used with backend = \"dask\", "
+                          f"got backend {run.backend!r}")
     protocol = _protocol(_typed(data, "protocol", dict, {}, where), Protocol(), f"{where} [protocol]")
 
     datasets = []
@@ -156,6 +196,7 @@ def parse_experiment(
         loader = _lookup(DATASETS, dname, w)
         params = {k: v for k, v in d.items() if k not in ("name", "label", "protocol")}
         _check_signature(loader, params, f"{w} ({dname})", "dataset")
+        _check_common_dataset_params(params, f"{w} ({dname})")
         proto = _protocol(_typed(d, "protocol", dict, {}, w), protocol, f"{w} [protocol]")
         label = _typed(d, "label", str, dname, w)
         datasets.append(DatasetConfig(dname, label, params, proto))
@@ -169,9 +210,12 @@ def parse_experiment(
             extractor = create_extractor(ename, **params)
             extractor.validate()
         except InvalidParameterError as exc:
-            raise ConfigError(f"{w} ({ename}): {exc}") from None
+            raise ConfigError(f"{w} ({ename}): {_one_line(exc)}") from None
         except FeatbenchError as exc:
-            raise ConfigError(f"{w}: {exc}") from None
+            raise ConfigError(f"{w}: {_one_line(exc)}") from None
+        except Exception as exc:  # a plugin's own checks may raise anything on a value of the wrong type
+            raise ConfigError(f"{w} ({ename}): invalid parameters {params!r}: "
+                              f"{type(exc).__name__}: {_one_line(exc)}") from exc
         label = _typed(e, "label", str, extractor.label, w)
         extractors.append(ExtractorConfig(ename, label, params))
 
@@ -185,9 +229,11 @@ def parse_experiment(
         if isinstance(grid, (int, float)) and not isinstance(grid, bool):
             grid = [grid]
         if not isinstance(grid, list) or not grid or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in grid
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 < x <= 1e12
+            for x in grid
         ):
-            raise ConfigError(f"{w}: C must be a positive number or a non-empty list of them, got {grid!r}")
+            raise ConfigError(f"{w}: C must be a positive finite number (at most 1e12) or a non-empty list "
+                              f"of them, got {grid!r}")
         label = _typed(c, "label", str, cname, w)
         try:
             scale = check_scale(_typed(c, "scale", str, "standard", w))
@@ -218,6 +264,22 @@ def parse_experiment(
 
 
 # -- helpers ------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _check_common_dataset_params(params: dict, where: str) -> None:
+    """``seed`` and ``limit_per_class``, taken by every loader, checked before anything loads."""
+    if "seed" in params:
+        seed = params["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"{where}: seed must be an integer in [0, 2**32 - 1], got {seed!r}")
+    if "limit_per_class" in params:
+        limit = params["limit_per_class"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"{where}: limit_per_class must be a positive integer, got {limit!r}")
+
+
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                list: "a list", dict: "a table"}
 
@@ -304,16 +366,18 @@ def _protocol(table: dict, default: Protocol, where: str) -> Protocol:
             values[key] = _typed(table, key, str, None, where)
             if values[key] not in KINDS:
                 raise ConfigError(f"{where}: kind {values[key]!r} is not one of {', '.join(KINDS)}")
-    for key in ("repeats", "folds", "seed"):
+    bounds = {"repeats": (1, MAX_REPEATS, str(MAX_REPEATS)), "folds": (2, MAX_FOLDS, str(MAX_FOLDS)),
+              "seed": (0, MAX_SEED, "2**32 - 1")}
+    for key, (low, high, high_text) in bounds.items():
         if key in table:
             values[key] = _typed(table, key, int, None, where)
-            low = 2 if key == "folds" else (1 if key == "repeats" else 0)
-            if values[key] < low:
-                raise ConfigError(f"{where}: {key} must be an integer >= {low}, got {values[key]}")
+            if not low <= values[key] <= high:
+                raise ConfigError(f"{where}: {key} must be an integer in [{low}, {high_text}], got {values[key]}")
     for key in ("test_size", "train_size"):
         if key in table:
             v = table[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (isinstance(v, float) and v >= 1):
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+                    or (isinstance(v, float) and v >= 1)):
                 raise ConfigError(
                     f"{where}: {key} must be a fraction in (0, 1) or a positive number of images, got {v!r}"
                 )

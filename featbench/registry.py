@@ -63,10 +63,15 @@ class Registry:
         Entry-point group scanned on first lookup.
     builtins : list of str
         Modules imported on first lookup; their decorators register built-ins.
+    check : callable, optional
+        ``check(obj)`` returns why ``obj`` cannot be an entry of this kind, or None; an entry point
+        naming such an object is listed as unavailable instead of breaking ``featbench list``.
     """
 
-    def __init__(self, kind: str, group: str, builtins: list[str]) -> None:
+    def __init__(self, kind: str, group: str, builtins: list[str],
+                 check: Callable[[Any], str | None] | None = None) -> None:
         self.kind = kind
+        self._check = check
         self.group = group
         self._builtins = builtins
         self._entries: dict[str, Any] = {}
@@ -112,12 +117,14 @@ class Registry:
             source = f"entry point {ep.name} = {ep.value}"
             try:
                 target = ep.load()
-            except Exception as exc:  # a broken plugin must not break the rest
-                self._unavailable[ep.name] = Unavailable(
-                    ep.name, source, f"{type(exc).__name__}: {exc}"
-                )
+            except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) breaks nothing else
+                self._unavailable[ep.name] = Unavailable(ep.name, source, _reason(exc))
                 continue
             if not isinstance(target, type(sys)):  # a module registers itself
+                problem = self._check(target) if self._check is not None else None
+                if problem:
+                    self._unavailable[ep.name] = Unavailable(ep.name, source, problem)
+                    continue
                 self.register(ep.name, obj=target, replace=True)
             elif ep.name not in self._entries:
                 self._unavailable[ep.name] = Unavailable(
@@ -163,6 +170,32 @@ class Registry:
         return name in self._entries
 
 
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) on import"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_extractor_class(obj: Any) -> str | None:
+    # Duck-typed: the registry imports no extractor code.
+    if not isinstance(obj, type) or not hasattr(obj, "spec") or not callable(getattr(obj, "transform", None)):
+        return f"{obj!r} is not an extractor class (a subclass of featbench.extractors.Extractor)"
+    return None
+
+
+def _is_dataset_loader(obj: Any) -> str | None:
+    if not callable(obj):
+        return f"{obj!r} is not a dataset loader (a function returning an ImageSet)"
+    return None
+
+
+def _is_classifier_class(obj: Any) -> str | None:
+    if not isinstance(obj, type) or not callable(getattr(obj, "pipeline", None)):
+        return f"{obj!r} is not a classifier class (a subclass of featbench.classifiers.Classifier)"
+    return None
+
+
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
@@ -179,9 +212,11 @@ EXTRACTORS = Registry(
         "featbench.extractors.deep",
         "featbench.extractors.cnn",
     ],
+    check=_is_extractor_class,
 )
-DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builtin"])
-CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"])
+DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builtin"], check=_is_dataset_loader)
+CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"],
+                       check=_is_classifier_class)
 
 
 def register_extractor(name: str | None = None, *, replace: bool = False) -> Callable[[T], T]:
@@ -269,11 +304,11 @@ def load_plugin(spec: str, base: Path | None = None) -> None:
         sys.modules[mod_name] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             del sys.modules[mod_name]
-            raise ConfigError(f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+            raise ConfigError(f"plugin file {str(path)!r} failed to import: {_reason(exc)}") from exc
     else:
         try:
             importlib.import_module(spec)
-        except ImportError as exc:
-            raise ConfigError(f"plugin module {spec!r} cannot be imported: {exc}") from exc
+        except (Exception, SystemExit) as exc:
+            raise ConfigError(f"plugin module {spec!r} cannot be imported: {_reason(exc)}") from exc

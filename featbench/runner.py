@@ -31,13 +31,13 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
 from featbench import __version__
-from featbench._io import atomic_write_json
-from featbench.cache import FeatureCache, default_cache_dir, feature_key
+from featbench.cache import FeatureCache, feature_key, usable_cache
 from featbench.classifiers import fit_with_c_search
 from featbench.config import Experiment, ExtractorConfig, load_experiment
 from featbench.datasets import ImageSet, load_dataset
-from featbench.errors import WeightsUnavailableError
+from featbench.errors import ConfigError, DatasetError, FeatbenchError, WeightsUnavailableError
 from featbench.evaluation import Split, classification_metrics, make_splits, peak_rss_mb
+from featbench.records import check_output_dir, read_cell, write_cell
 from featbench.registry import CLASSIFIERS, create_extractor
 
 __all__ = ["run", "RunResult", "transform_parallel"]
@@ -90,27 +90,31 @@ def run(
     """
     from featbench.reporting import write_reports
 
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0):
+        raise ConfigError(f"--n-jobs must be -1 (all cores) or a positive number of workers, got {n_jobs!r}")
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     out_dir = Path(out) if out is not None else Path("results") / exp.name
     cells_dir = out_dir / "cells"
     settings = exp.run
     jobs = n_jobs if n_jobs is not None else settings.n_jobs
-    cache_root = settings.cache_dir if settings.cache_dir is not None else default_cache_dir()
-    cache = FeatureCache(os.path.expandvars(os.path.expanduser(str(cache_root))) if cache_root != "" else None)
     disable_bars = None if progress is None else not progress
     started = datetime.now(timezone.utc)
     t_start = time.perf_counter()
 
     # Everything a user can get wrong is checked before the first cell runs.
+    check_output_dir(out_dir)
+    cache = usable_cache(settings.cache_dir)
     loaded: list[tuple[Any, ImageSet, list[Split]]] = []
     for dcfg in exp.datasets:
-        images = load_dataset(dcfg.name, **dcfg.params)
+        images = _load(dcfg)
         splits = make_splits(images.labels, dcfg.protocol, images.official_split, dataset=dcfg.label)
         loaded.append((dcfg, images, splits))
     classifiers = [(c, CLASSIFIERS.get(c.name)()) for c in exp.classifiers]
+    check_memory(exp, loaded)
 
     n_cells = sum(len(s) for _, _, s in loaded) * len(exp.extractors) * len(classifiers)
-    records: list[dict] = []
+    slots: dict[str, dict] = {}  # cell id -> record, filled in any order, reported in the experiment's order
+    order: list[str] = []
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
     with _backend(settings.backend, settings.scheduler, jobs):
@@ -120,6 +124,9 @@ def run(
                 "n_images": len(images),
                 "n_classes": images.n_classes,
                 "skipped_images": len(images.skipped),
+                # class folders the loader left out because none of their images could be read
+                "dropped_classes": "; ".join(" ".join(f"{d.source} ({d.reason})".split())
+                                             for d in getattr(images, "dropped_classes", ())),
             }
             for ecfg in exp.extractors:
                 extractor = create_extractor(ecfg.name, **ecfg.params)
@@ -130,9 +137,10 @@ def run(
                     for ccfg, clf in classifiers:
                         cell_id = _cell_id(images.fingerprint, dcfg, ecfg, ccfg, split, settings, token)
                         path = cells_dir / f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(ccfg.label)}__{split.id}__{cell_id[:10]}.json"
-                        old = _read_record(path) if skip_existing else None
-                        if old is not None and old.get("status") == "ok":
-                            records.append(old)
+                        order.append(path.name)
+                        old = read_cell(path) if skip_existing else None
+                        if old is not None and old.get("status") == "ok" and old.get("cell_id") == cell_id:
+                            slots[path.name] = old
                             reused += 1
                             bar.update(1)
                         else:
@@ -152,10 +160,11 @@ def run(
                     }
                     try:
                         feats = _features(extractor, images, split, cache, full, jobs, settings.backend, disable_bars)
+                        _check_finite(feats, ecfg.label)
                         status = "ok"
                     except WeightsUnavailableError as exc:
                         feats, status = None, f"skipped: {exc}"
-                    except Exception as exc:  # one broken extractor must not stop the run
+                    except (Exception, SystemExit) as exc:  # one broken extractor must not stop the run
                         log.debug("extraction failed", exc_info=True)
                         feats, status = None, f"failed: {type(exc).__name__}: {_one_line(exc)}"
                     for ccfg, clf, cell_id, path in cells:
@@ -164,15 +173,16 @@ def run(
                         if feats is not None:
                             try:
                                 rec.update(_classify(clf, ccfg, feats, images, split, settings))
-                            except Exception as exc:
+                            except (Exception, SystemExit) as exc:
                                 log.debug("classifier failed", exc_info=True)
                                 rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
                         rec["peak_rss_mb"] = round(peak_rss_mb(), 1)
-                        atomic_write_json(path, rec)
-                        records.append(rec)
+                        write_cell(path, rec)
+                        slots[path.name] = rec
                         computed += 1
                         bar.update(1)
     bar.close()
+    records = [slots[c] for c in order]
 
     run_info = {
         "name": exp.name,
@@ -183,13 +193,70 @@ def run(
         "wall_seconds": round(time.perf_counter() - t_start, 2),
         "cells": {"total": n_cells, "computed": computed, "reused": reused},
         "cell_ids": [r["cell_id"] for r in records],
+        "cell_files": order,
         "n_jobs": effective_n_jobs(jobs),
         "backend": settings.backend,
         "feature_cache": str(cache.root) if cache.root else None,
+        **({"feature_cache_problem": cache.problem} if cache.problem else {}),
         **environment_info(),
     }
     write_reports(out_dir, records, run_info)
     return RunResult(out_dir, records, computed, reused)
+
+
+# -- checks before the first cell --------------------------------------------------------
+def _load(dcfg) -> ImageSet:
+    """The dataset of a ``[[datasets]]`` table; any failure of its loader is one line naming it."""
+    try:
+        return load_dataset(dcfg.name, **dcfg.params)
+    except FeatbenchError:
+        raise
+    except (Exception, SystemExit) as exc:  # a plugin loader, or a value of a type the loader did not expect
+        log.debug("dataset loader failed", exc_info=True)
+        raise DatasetError(f"dataset {dcfg.label!r} ({dcfg.name}) cannot be loaded: "
+                           f"{type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def available_memory_bytes() -> int | None:
+    """Physical memory of this machine (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(exp: Experiment, loaded: list) -> None:
+    """Refuse, before anything runs, an extractor whose features of a dataset cannot fit in memory.
+
+    Extractors that know their output dimension from their parameters (``expected_dim()``) are checked:
+    the feature matrix is ``n_images × dim`` float32 and is held whole once per dataset.
+    """
+    memory = available_memory_bytes()
+    if memory is None:
+        return
+    for i, ecfg in enumerate(exp.extractors):
+        extractor = create_extractor(ecfg.name, **ecfg.params)
+        dim = getattr(extractor, "expected_dim", lambda: None)()
+        if not dim:
+            continue
+        for dcfg, images, _ in loaded:
+            need = 4 * int(dim) * len(images)
+            if need > memory // 2:
+                raise ConfigError(
+                    f"{exp.source} [[extractors]] #{i + 1} ({ecfg.label}): {int(dim):,} features per image × "
+                    f"{len(images):,} images of {dcfg.label!r} need {need / 2**30:,.1f} GiB as float32, more than "
+                    f"half of this machine's {memory / 2**30:,.1f} GiB; lower its size parameters")
+
+
+def _check_finite(feats: Features, extractor: str) -> None:
+    """Non-finite features fail the cell, naming the extractor: they are never replaced in silence."""
+    bad = [(name, X) for name, X in (("training", feats.train), ("test", feats.test)) if not np.isfinite(X).all()]
+    if bad:
+        parts = []
+        for name, X in bad:
+            rows = int((~np.isfinite(X)).any(axis=1).sum())
+            parts.append(f"{int((~np.isfinite(X)).sum()):,} values in {rows:,} of {len(X):,} {name} images")
+        raise ValueError(f"extractor {extractor!r} returned non-finite features (NaN or inf): {'; '.join(parts)}")
 
 
 # -- features -------------------------------------------------------------------------
@@ -368,13 +435,6 @@ def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, 
         "seed": settings.seed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _slug(text: str) -> str:

@@ -61,7 +61,7 @@ def _one_error_line(err: str) -> str:
         ("size = 8", 'size = "big"', r"The 'size' parameter of Pixels must be an int .*Got 'big'"),
         ("size = 8", "sise = 8", r"unknown parameter 'sise' for extractor 'pixels'; accepted: color, size"),
         ("limit_per_class = 10", "limit_per_clas = 10", r"unknown dataset parameter 'limit_per_clas'"),
-        ("C = [1.0]", "C = [-1.0]", r"C must be a positive number"),
+        ("C = [1.0]", "C = [-1.0]", r"C must be a positive finite number"),
         ('name = "logreg"', 'name = "svm"', r"unknown classifier 'svm'"),
         ("C = [1.0]", 'C = [1.0]\nscale = "minmax"',
          r"\[\[classifiers\]\] #1: scale must be one of 'standard', 'none', got 'minmax'"),

@@ -77,7 +77,8 @@ class HOG(Extractor):
         references=("Dalal & Triggs 2005, Histograms of oriented gradients for human detection",),
     )
     _parameter_constraints = {
-        "size": [Interval(Integral, 8, None, closed="left")],
+        # Larger than any image worth resizing to; the run also checks that n_images × dim fits in memory.
+        "size": [Interval(Integral, 8, 4096, closed="both")],
         "cell_size": [Interval(Integral, 2, None, closed="left")],
         "block_size": [Interval(Integral, 2, None, closed="left")],
         "block_stride": [Interval(Integral, 1, None, closed="left")],
@@ -119,6 +120,11 @@ class HOG(Extractor):
                 f"hog: size={s} does not fit blocks of {b} px every {st} px; "
                 f"(size - block_size) must be a non-negative multiple of block_stride, e.g. size={fit}"
             )
+
+    def expected_dim(self) -> int:
+        """Length of the descriptor, known from the parameters alone (blocks × cells per block × bins)."""
+        blocks = (self.size - self.block_size) // self.block_stride + 1
+        return blocks * blocks * (self.block_size // self.cell_size) ** 2 * self.bins
 
     def _fit(self, images, y) -> None:
         self.n_features_out_ = self._descriptor().getDescriptorSize()

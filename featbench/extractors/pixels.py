@@ -40,13 +40,18 @@ class Pixels(Extractor):
         references=("LeCun et al. 1998, Gradient-based learning applied to document recognition",),
     )
     _parameter_constraints = {
-        "size": [Interval(Integral, 1, None, closed="left")],
+        # Larger than any image worth resizing to; the run also checks that n_images × dim fits in memory.
+        "size": [Interval(Integral, 1, 4096, closed="both")],
         "color": [StrOptions({"gray", "rgb"})],
     }
 
     def __init__(self, size: int = 16, color: str = "gray") -> None:
         self.size = size
         self.color = color
+
+    def expected_dim(self) -> int:
+        """Length of the feature vector, known from the parameters alone."""
+        return self.size * self.size * (3 if self.color == "rgb" else 1)
 
     def _transform_batch(self, images) -> np.ndarray:
         s = self.size

@@ -90,6 +90,11 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
         f"{run_info.get('backend', '')} workers). Cells: {cells.get('total', '?')} "
         f"({cells.get('computed', '?')} computed in this run, {cells.get('reused', '?')} reused).",
         "",
+        *([f"**{cells['unreadable']} cell(s) of this run were missing or unreadable when this report was written "
+           "and are left out of it; run the experiment again to recompute them.**", ""]
+          if cells.get("unreadable") else []),
+        *([f"**Ran without a feature cache: {run_info['feature_cache_problem']}.**", ""]
+          if run_info.get("feature_cache_problem") else []),
         "How to read it: accuracy, balanced accuracy and macro F1 are on the test part, mean ± standard "
         "deviation over the splits; C was chosen by stratified cross-validation on the training part only. "
         "*Extract ms/img* is wall time per image of `transform` (setup and `fit` apart, in *extractor fit s*), "
@@ -109,6 +114,10 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
         ]
         if int(r["skipped_images"] or 0):
             lines += [f"**{int(r['skipped_images'])} unreadable image(s) were left out of this dataset.**", ""]
+        dropped = r.get("dropped_classes")
+        if isinstance(dropped, str) and dropped:
+            lines += [f"**Warning: class(es) left out because none of their images could be read: {dropped}. "
+                      "They are not among the classes above and do not enter any metric.**", ""]
         ok = s[s["status"] == "ok"].sort_values(["accuracy_mean", "extract_ms_per_image"], ascending=[False, True])
         deep = bool(pd.to_numeric(ok["n_params"], errors="coerce").notna().any())
         header = ["#", "extractor", "weights", "classifier", "accuracy", "balanced acc.", "macro F1", "dim",

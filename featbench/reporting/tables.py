@@ -12,7 +12,7 @@ RESULT_COLUMNS = [
     "empty_features",
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
     "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
-    "classifier_name", "C_grid", "n_images", "n_classes", "skipped_images", "confusion", "class_names",
+    "classifier_name", "C_grid", "n_images", "n_classes", "skipped_images", "dropped_classes", "confusion", "class_names",
     "cell_id",
 ]
 # Measured durations and memory: they differ between two runs of the same cells.
