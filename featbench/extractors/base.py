@@ -95,8 +95,8 @@ class Extractor(TransformerMixin, BaseEstimator):
             raise RuntimeError(
                 f"{type(self).__name__} returned features of shape {out.shape} for {len(images)} images"
             )
-        if not np.isfinite(out).all():
-            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        # Non-finite values are returned as they are, never replaced: the runner counts them and fails
+        # the cell naming the extractor (a plugin's NaN is a defect to show, not a zero to hide).
         return out
 
     def __sklearn_tags__(self):
