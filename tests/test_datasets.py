@@ -25,6 +25,7 @@ from featbench.datasets import (
     limit_per_class,
     load_dataset,
 )
+from featbench.datasets import keras as keras_loader
 from featbench.errors import ConfigError, DatasetError, UnknownNameError
 
 
@@ -330,8 +331,10 @@ def test_folder_non_ascii_paths(tmp_path):
     (root / "ñandú").mkdir(parents=True)
     Image.fromarray(RGB).save(root / "ñandú" / "çà.png")
     Image.fromarray(GRAY).save(root / "ñandú" / "é.png")
+    (root / "ödön").mkdir()
+    Image.fromarray(GRAY).save(root / "ödön" / "ß.png")
     ds = load_dataset("folder", root=str(root))
-    assert ds.name == "folder:données" and ds.class_names == ["ñandú"]
+    assert ds.name == "folder:données" and ds.class_names == ["ñandú", "ödön"]
     np.testing.assert_array_equal(ds[0], RGB)
     np.testing.assert_array_equal(ds[1], GRAY)
 
@@ -520,7 +523,7 @@ def _no_download(name):
 
 def test_keras_mnist_from_local_npz(tmp_path, monkeypatch):
     monkeypatch.delenv("FEATBENCH_DATA", raising=False)
-    monkeypatch.setattr(builtin, "_keras_download", _no_download)
+    monkeypatch.setattr(keras_loader, "_keras_download", _no_download)
     home = Path(os.environ["KERAS_HOME"])
     (home / "datasets").mkdir(parents=True)
     rng = np.random.default_rng(2)
@@ -544,7 +547,7 @@ def test_keras_mnist_from_local_npz(tmp_path, monkeypatch):
 
 def test_keras_cifar10_from_local_batches(tmp_path, monkeypatch):
     monkeypatch.delenv("FEATBENCH_DATA", raising=False)
-    monkeypatch.setattr(builtin, "_keras_download", _no_download)
+    monkeypatch.setattr(keras_loader, "_keras_download", _no_download)
     folder = Path(os.environ["KERAS_HOME"]) / "datasets" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(3)
@@ -578,7 +581,7 @@ def test_keras_cifar10_refuses_code_in_pickles(tmp_path, monkeypatch):
 
 def test_keras_nothing_local_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATBENCH_DATA", str(tmp_path))
-    monkeypatch.setattr(builtin, "_keras_download", _no_download)
+    monkeypatch.setattr(keras_loader, "_keras_download", _no_download)
     with pytest.raises(DatasetError) as err:
         load_dataset("keras", name="fashion_mnist")
     msg = str(err.value)
@@ -590,7 +593,7 @@ def test_keras_nothing_local_says_where_it_looked(tmp_path, monkeypatch):
 
 def test_keras_fashion_mnist_delegates_to_idx(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATBENCH_DATA", str(tmp_path))
-    monkeypatch.setattr(builtin, "_keras_download", _no_download)
+    monkeypatch.setattr(keras_loader, "_keras_download", _no_download)
     _idx_folder(tmp_path / "fashion-mnist", n_train=6, n_test=3)
     ds = load_dataset("keras", name="fashion_mnist")
     assert ds.name == "keras:fashion_mnist"
