@@ -36,6 +36,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from featbench._paths import featbench_data
 from featbench.datasets.io import file_sha256
 from featbench.errors import ConfigError, WeightsUnavailableError
 from featbench.extractors.base import Extractor, ExtractorSpec, resize, to_rgb
@@ -156,9 +157,9 @@ def keras_home() -> Path:
 def weights_folders() -> list[Path]:
     """Where ImageNet weight files are looked for, in order: the Keras cache, then ``$FEATBENCH_DATA``."""
     folders = [keras_home() / "models"]
-    data = os.environ.get("FEATBENCH_DATA")
-    if data:
-        folders.append(Path(os.path.expanduser(os.path.expandvars(data))) / "keras" / "models")
+    data = featbench_data()
+    if data is not None:
+        folders.append(data / "keras" / "models")
     return folders
 
 
@@ -342,9 +343,9 @@ class KerasApplication(Extractor):
     def _weights_path(self) -> Path:
         raw = os.fspath(self.weights)
         path = Path(os.path.expanduser(os.path.expandvars(raw)))
-        data = os.environ.get("FEATBENCH_DATA")
-        if not path.is_file() and not path.is_absolute() and data:
-            alt = Path(os.path.expanduser(os.path.expandvars(data))) / path
+        data = featbench_data()
+        if not path.is_file() and not path.is_absolute() and data is not None:
+            alt = data / path
             path = alt if alt.is_file() else path
         if not path.is_file():
             raise ConfigError(

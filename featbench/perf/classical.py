@@ -18,14 +18,13 @@ deterministic synthetic set of the same sizes.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 from joblib import effective_n_jobs
 
+from featbench._paths import featbench_data
 from featbench.perf import Measurement, benchmark, best_time
 
 __all__ = ["photos"]
@@ -36,8 +35,9 @@ _HOG_SIZE = 64
 
 def photos(n: int, longer_side: int = _LONGER_SIDE) -> tuple[list[np.ndarray], str]:
     """``n`` gray uint8 images with the given longer side, and a description of where they come from."""
-    root = Path(os.path.expandvars(os.environ.get("FEATBENCH_DATA", ""))) / "clothing-dataset-small-subset"
-    if os.environ.get("FEATBENCH_DATA") and root.is_dir():
+    data = featbench_data()
+    root = data / "clothing-dataset-small-subset" if data is not None else None
+    if root is not None and root.is_dir():
         from featbench.datasets import load_dataset
 
         ds = load_dataset("folder", root=str(root))

@@ -44,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from featbench._paths import featbench_data
 from featbench.perf import Measurement, benchmark
 
 __all__ = ["jpeg_folder"]
@@ -60,8 +61,8 @@ def jpeg_folder(root: Path, n: int) -> str:
     """Fill ``root`` with ``n`` JPEG files in two class folders; returns where they come from."""
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True, exist_ok=True)
-    data = os.environ.get("FEATBENCH_DATA")
-    source = Path(os.path.expandvars(data)) / "clothing-dataset-small-subset" if data else None
+    data = featbench_data()
+    source = data / "clothing-dataset-small-subset" if data is not None else None
     files = sorted(source.rglob("*.jpg")) if source is not None and source.is_dir() else []
     if files:
         picks = np.linspace(0, len(files) - 1, n).round().astype(int) if n <= len(files) else np.arange(n) % len(files)
