@@ -84,7 +84,7 @@ def as_uint8_images(images: Any) -> Any:
     if isinstance(images, np.ndarray):
         if images.dtype == np.uint8 and images.ndim in (3, 4) and _plain_shape(images.shape[1:]):
             return images
-        if images.ndim < 3:
+        if images.ndim < 3 and images.dtype != object and len(images):
             raise ImageError(
                 f"images of shape {images.shape}: expected a sequence of images, e.g. an array "
                 f"(N, H, W) or (N, H, W, 3), an ImageSet or a list of arrays; {ACCEPTED_IMAGES}"
