@@ -131,6 +131,8 @@ def test_fit_sees_training_images_only(faces):
         feats = _features(ext, ds, split, FeatureCache(None), {}, 1, "loky", True)
         results.append((ext.feature_index_.copy(), feats))
     (sel_a, fa), (sel_b, fb) = results
+    # exact on purpose: integer-valued Haar sums and a single-threaded forest (n_jobs=1) on the same
+    # training images; any difference would come from the test images
     np.testing.assert_array_equal(sel_a, sel_b)
     np.testing.assert_array_equal(fa.train, fb.train)
     assert not np.array_equal(fa.test, fb.test)
