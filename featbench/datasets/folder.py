@@ -123,37 +123,52 @@ def _images_under(folder: Path, exts: tuple[str, ...], roots: list[str], skipped
     """
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        visible = []
-        for d in sorted(dirnames):
-            if d.startswith("."):
-                continue
-            sub = Path(dirpath) / d
-            if not sub.is_symlink():
-                visible.append(d)
-                continue
-            problem = _link_problem(sub, roots)
-            if problem is not None:
-                skipped.append(Skipped(source=str(sub), reason=problem))
-                continue
-            roots.append(os.path.realpath(sub))
-            found.extend(_images_under(sub, exts, roots, skipped))
-        dirnames[:] = visible
+        here = Path(dirpath)
+        dirnames[:] = _plain_subfolders(here, dirnames, exts, roots, skipped, found)
         for fname in filenames:
-            if fname.startswith(".") or Path(fname).suffix.lower().lstrip(".") not in exts:
-                continue
-            file = Path(dirpath) / fname
-            target = os.path.realpath(file) if file.is_symlink() else None
-            if target is not None and any(_within(target, r) for r in roots):
-                skipped.append(
-                    Skipped(
-                        source=str(file),
-                        reason=f"symbolic link to '{target}' inside a folder already read: not followed "
-                        "(the image would be read twice)",
-                    )
-                )
-                continue
-            found.append(file)
+            if not fname.startswith(".") and Path(fname).suffix.lower().lstrip(".") in exts:
+                file = here / fname
+                problem = _file_link_problem(file, roots)
+                if problem is None:
+                    found.append(file)
+                else:
+                    skipped.append(Skipped(source=str(file), reason=problem))
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _plain_subfolders(
+    here: Path, dirnames: list[str], exts: tuple[str, ...], roots: list[str], skipped: list[Skipped],
+    found: list[Path],
+) -> list[str]:
+    """The visible sub-folders of ``here`` that are not links (``os.walk`` goes on into them).
+
+    Links to folders are read here (into ``found``) when they may be followed, else skipped.
+    """
+    plain = []
+    for d in sorted(dirnames):
+        if d.startswith("."):
+            continue
+        sub = here / d
+        if not sub.is_symlink():
+            plain.append(d)
+            continue
+        problem = _link_problem(sub, roots)
+        if problem is not None:
+            skipped.append(Skipped(source=str(sub), reason=problem))
+            continue
+        roots.append(os.path.realpath(sub))
+        found.extend(_images_under(sub, exts, roots, skipped))
+    return plain
+
+
+def _file_link_problem(file: Path, roots: list[str]) -> str | None:
+    """Why the image file ``file`` must not be read (a link into a folder being read), or None."""
+    if not file.is_symlink():
+        return None
+    target = os.path.realpath(file)
+    if any(_within(target, r) for r in roots):
+        return f"symbolic link to '{target}' inside a folder already read: not followed (the image would be read twice)"
+    return None
 
 
 def _scan(path: Path, exts: tuple[str, ...]) -> tuple[list[Path], list[Path], np.ndarray, list[Skipped]]:
