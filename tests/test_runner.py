@@ -154,34 +154,46 @@ def test_failed_extractor_is_recorded_and_run_goes_on(tmp_path):
     assert "failed: RuntimeError: boom at pixel 3" in (tmp_path / "out" / "report.md").read_text()
 
 
-SLOW_PLUGIN = '''
-import time
+KILLER_PLUGIN = '''
+import os
+import signal
+from pathlib import Path
+
 from featbench import register_extractor
 from featbench.extractors import Extractor, ExtractorSpec
 
 
-@register_extractor("test-slow-means")
-class SlowMeans(Extractor):
-    """Row means, slowly (for the resume test).
+@register_extractor("test-killed-at-third-split")
+class KilledAtThirdSplit(Extractor):
+    """Row means; the process kills itself (SIGKILL) when fitted for the third time (for the resume test).
 
     References
     ----------
     none
     """
-    spec = ExtractorSpec(family="classical", color="gray", description="slow", references=("-",), fitted=True)
+    spec = ExtractorSpec(family="classical", color="gray", description="row means", references=("-",), fitted=True)
+
+    def _fit(self, images, y):
+        counter = Path(os.environ["FEATBENCH_TEST_FIT_COUNTER"])
+        n = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(n))
+        if n == 3 and os.environ.get("FEATBENCH_TEST_KILL") == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _transform_batch(self, images):
-        time.sleep(0.4)
         import numpy as np
         return np.stack([images[i].mean(axis=1) for i in range(len(images))])
 '''
 
 
-def test_killed_run_resumes_only_unfinished_cells(tmp_path):
-    (tmp_path / "slow.py").write_text(SLOW_PLUGIN)
+def test_killed_run_resumes_only_unfinished_cells(tmp_path, monkeypatch):
+    """A run killed (SIGKILL, no clean-up) while fitting the third of 4 splits has written exactly the 4 cells
+    of the first two splits; the same command then computes only the other 4 and writes the same tables as
+    an uninterrupted run. The kill comes from inside, at a fixed point: nothing depends on timing."""
+    (tmp_path / "killer.py").write_text(KILLER_PLUGIN)
     cfg = _write(tmp_path, """
         name = "resume"
-        plugins = ["slow.py"]
+        plugins = ["killer.py"]
         [protocol]
         repeats = 4
         test_size = 0.3
@@ -189,7 +201,7 @@ def test_killed_run_resumes_only_unfinished_cells(tmp_path):
         name = "digits"
         limit_per_class = 10
         [[extractors]]
-        name = "test-slow-means"
+        name = "test-killed-at-third-split"
         [[classifiers]]
         name = "logreg"
         C = [1.0]
@@ -199,21 +211,24 @@ def test_killed_run_resumes_only_unfinished_cells(tmp_path):
     """)
     out = tmp_path / "out"
     cells = out / "cells"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(cells.glob("*.json"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    counter = tmp_path / "fits"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATBENCH_TEST_FIT_COUNTER": str(counter),
+           "FEATBENCH_TEST_KILL": "1"}
+    # stderr to a file, not a pipe: the killed run's worker processes would hold a pipe open after it died
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.run([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(out)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=err, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()
     done = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
-    assert 2 <= len(done) < 8, f"kill came too late or too early: {len(done)} cells"
+    assert len(done) == 4, sorted(done)
+    assert not list(cells.glob(".*.tmp")), "a killed run leaves no half-written cell"
     assert not (out / "results.csv").exists()
 
+    monkeypatch.setenv("FEATBENCH_TEST_FIT_COUNTER", str(counter))
+    monkeypatch.delenv("FEATBENCH_TEST_KILL", raising=False)
     resumed = run(cfg, out)
-    assert resumed.reused == len(done)
-    assert resumed.computed == 8 - len(done)
+    assert resumed.reused == 4
+    assert resumed.computed == 4
     assert {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if p.name in done} == done
 
     uninterrupted = run(cfg, tmp_path / "out-full", skip_existing=False)
@@ -320,9 +335,18 @@ def test_classifier_scale_none_keeps_the_features_scale(tmp_path):
 
 
 def test_parallel_only_when_the_probe_says_it_pays(monkeypatch):
+    """The decision depends on the probe's measured time only: a fake clock makes it deterministic."""
     from joblib import parallel_config
 
     from featbench import create_extractor, load_dataset, runner
+
+    class Clock:  # each reading advances by ``step`` seconds: the probe of 16 images "takes" one step
+        def __init__(self, step):
+            self.step, self.now = step, 0.0
+
+        def perf_counter(self):
+            self.now += self.step
+            return self.now
 
     calls = []
     real = runner.Parallel
@@ -330,10 +354,15 @@ def test_parallel_only_when_the_probe_says_it_pays(monkeypatch):
     ds = load_dataset("digits", limit_per_class=30)
     hog = create_extractor("hog", size=16, cell_size=4, block_size=8, block_stride=4).fit(ds)
     serial = hog.transform(ds)
+    rest = len(ds) - runner.PROBE_IMAGES
     with parallel_config(backend="threading"):
-        cheap = runner.transform_parallel(hog, ds, n_jobs=2)  # ~0.1 ms per image: not worth workers
+        # 16 images in 1e-3 s: the rest would take rest/16 ms serially, far below MIN_PARALLEL_SECONDS
+        monkeypatch.setattr(runner, "time", Clock(1e-3))
+        cheap = runner.transform_parallel(hog, ds, n_jobs=2)
         assert calls == []
-        monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)
+        # 16 images in 1 s: the rest would take rest/16 s >= MIN_PARALLEL_SECONDS: workers pay
+        assert rest / runner.PROBE_IMAGES >= runner.MIN_PARALLEL_SECONDS
+        monkeypatch.setattr(runner, "time", Clock(1.0))
         forced = runner.transform_parallel(hog, ds, n_jobs=2)
         assert len(calls) == 1
     np.testing.assert_array_equal(cheap, serial)
