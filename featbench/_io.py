@@ -9,16 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-_UMASK: int | None = None
-
-
 def _umask() -> int:
-    """The process's umask (read once: ``os.umask`` can only be read by setting it)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
+    """The process's current umask: from ``/proc/self/status`` where Linux says it (no race with other
+    threads), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:

@@ -71,7 +71,10 @@ def _n_jobs(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``featbench`` command; returns the exit code."""
-    args = _build_parser().parse_args(argv)
+    try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="featbench: %(levelname)s: %(message)s")
     if not args.debug:
