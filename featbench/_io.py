@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+
 def _umask() -> int:
     """The process's current umask: from ``/proc/self/status`` where Linux says it (no race with other
     threads), else by setting and restoring it."""
