@@ -184,3 +184,44 @@ def test_decorated_plugin_file_named_in_config_runs(tmp_path, monkeypatch):
     assert [r["status"] for r in result.records] == ["ok", "ok"]
     assert all(r["dim"] == 8 and r["accuracy"] > 0.3 for r in result.records)
     assert (tmp_path / "out" / "report.md").read_text().count("test-row-means") >= 1
+
+
+HOSTILE_ENTRY_POINTS = {
+    "fb_not_a_class.py": "NUMBER = 42\n",
+    "fb_exits.py": "import sys\nsys.exit(4)\n",
+    "fb_raises.py": "raise OSError(5, 'Input/output error')\n",
+}
+
+
+def test_hostile_entry_points_are_listed_as_unavailable_and_break_nothing(tmp_path):
+    """An entry point naming an int, a module that calls sys.exit(4) at import, and one that raises:
+    ``featbench list`` exits 0, lists each as unavailable with its reason, and still lists the built-ins;
+    a run that names none of them is unaffected."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, code in HOSTILE_ENTRY_POINTS.items():
+        (site / name).write_text(code)
+    _dist_info(site, "fb_hostile", "[featbench.extractors]\nan-int = fb_not_a_class:NUMBER\n"
+                                   "exits = fb_exits\n"
+                                   "[featbench.datasets]\nflaky-disk = fb_raises:load\n"
+                                   "[featbench.classifiers]\nint-classifier = fb_not_a_class:NUMBER\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+           "FEATBENCH_CACHE": str(tmp_path / "cache")}
+    listed = subprocess.run([sys.executable, "-m", "featbench", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    lines = {ln.split()[0]: ln for ln in listed.stdout.splitlines() if ln.startswith("  ")}
+    assert "unavailable" in lines["an-int"] and "42 is not an extractor class" in lines["an-int"]
+    assert "unavailable" in lines["exits"] and "sys.exit(4)" in lines["exits"]
+    assert "unavailable" in lines["flaky-disk"] and "OSError" in lines["flaky-disk"]
+    assert "unavailable" in lines["int-classifier"] and "not a classifier class" in lines["int-classifier"]
+    assert "available" in lines["hog"] and "available" in lines["digits"] and "available" in lines["logreg"]
+
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text('name = "x"\n[protocol]\nrepeats = 1\n[[datasets]]\nname = "digits"\nlimit_per_class = 10\n'
+                   '[[extractors]]\nname = "exits"\n[[classifiers]]\nname = "logreg"\n')
+    ran = subprocess.run([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2
+    assert ran.stderr.strip().splitlines() == [ran.stderr.strip()]
+    assert "extractor 'exits' is unavailable: it called sys.exit(4) on import" in ran.stderr
