@@ -386,7 +386,7 @@ class CNN(Extractor):
         for start in range(0, n, b):
             batch = self._pixels(images, start, min(start + b, n))
             m = len(batch)
-            if m == 1:  # oneDNN rounds differently for a batch of one; a pair keeps rows batch-independent
+            if m == 1:  # a batch of one takes another oneDNN kernel; a pair keeps it with the others
                 batch = np.concatenate([batch, batch])
             out[start:start + m] = net["predict"](batch).numpy()[:m]
         return out

@@ -514,7 +514,7 @@ class KerasApplication(Extractor):
                     nxt = starts[k + 1]
                     job = pool.submit(self._prepare, images, nxt, min(nxt + b, n), net["preprocess"])
                 m = len(batch)
-                if m == 1:  # oneDNN rounds differently for a batch of one; a pair keeps rows batch-independent
+                if m == 1:  # a batch of one takes another oneDNN kernel; a pair keeps it with the others
                     batch = np.concatenate([batch, batch])
                 out[start:start + m] = net["predict"](batch).numpy()[:m]
         return out
@@ -570,10 +570,11 @@ _SHARED_NOTES = """
     layers at ``input_size``, counted from the layers' kernel and output shapes
     (:func:`count_gflops`; batch norm, activations and pooling are left out).
 
-    Features are deterministic for given parameters on a given machine, and an
-    image's row does not depend on the batch it is in: TensorFlow's oneDNN kernels
-    round differently only for a batch of one image, so a lone image is run as a
-    pair."""
+    Features are deterministic for given parameters, batch size and machine. An
+    image's row depends on the batch it is in only up to float32 re-association
+    (the same products summed in another order when oneDNN blocks the batch
+    differently: about 1e-7 of the feature scale); a lone image is run as a pair,
+    since a batch of one takes yet another kernel."""
 
 
 @register_extractor("keras-app")
