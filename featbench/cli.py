@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="featbench: %(levelname)s: %(message)s")
     if not args.debug:
+        # Decoders speak for themselves on damaged files (OpenCV's C++ log, Pillow's warnings); featbench
+        # already counts and names every file it skips, so their lines would only bury its one-line errors.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\..*)?")
+        if "cv2" in sys.modules:  # imported already (featbench used from Python): the variable came too late
+            sys.modules["cv2"].utils.logging.setLogLevel(sys.modules["cv2"].utils.logging.LOG_LEVEL_SILENT)
     try:
         if args.command == "run":
             return _cmd_run(args)

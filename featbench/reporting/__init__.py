@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -163,5 +164,10 @@ def render_markdown(summary: pd.DataFrame, results: pd.DataFrame, plots: dict, r
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "dataset"
+def _slug(text: str, limit: int = 60) -> str:
+    """A file-name-safe form of ``text``; a long one is cut and keeps a hash of the whole, so that names stay
+    within file-system limits and two long labels still get distinct files."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "dataset"
+    if len(slug) > limit:
+        slug = f"{slug[:limit - 9]}-{hashlib.sha256(str(text).encode()).hexdigest()[:8]}"
+    return slug
