@@ -36,9 +36,10 @@ Queries are ranked in chunks: one float32 matrix product per chunk against the g
 one ``np.sort`` of the chunk along its rows, ``searchsorted`` for the AP counts and a partial
 selection for the top of each row. Neither an ``n_queries x n_gallery`` matrix nor a float64 or
 normalised copy of the gallery is ever made (the gallery's norms scale the products instead);
-whitening makes one float32 copy (the whitened gallery). The chunk size follows from a memory
+whitening makes one float32 copy (the whitened gallery), and so does a gallery given in another
+dtype than float32 (converted once). The chunk size follows from a memory
 budget: the smaller of scikit-learn's ``working_memory`` setting and half the gallery matrix's
-size (at least 32 MiB), so that the extra memory stays under about twice the gallery's.
+size (at least 4 MiB), so that the extra memory stays under about twice the gallery's.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def _chunk_rows(n_gallery: int, largest_class: int, gallery_bytes: int) -> int:
     """Queries per chunk from the memory budget (see the module docstring)."""
     import sklearn
 
-    budget = min(sklearn.get_config()["working_memory"] * _MIB, max(gallery_bytes // 2, 32 * _MIB))
+    budget = min(sklearn.get_config()["working_memory"] * _MIB, max(gallery_bytes // 2, 4 * _MIB))
     # similarities + sorted copy + candidate mask (4 + 4 + 1 bytes per gallery image), and the relevant
     # images' gathered and sorted similarities, tie starts, counts, contributions (~45 bytes each)
     row_bytes = 10 * n_gallery + 45 * largest_class + 1024
