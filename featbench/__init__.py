@@ -9,12 +9,13 @@ from featbench.registry import (
     list_classifiers,
     list_datasets,
     list_extractors,
+    list_tasks,
     register_classifier,
     register_dataset,
     register_extractor,
+    register_task,
 )
-
-__version__ = "0.1.0"
+from featbench.version import __version__
 
 __all__ = [
     "__version__",
@@ -22,6 +23,8 @@ __all__ = [
     "register_extractor",
     "register_dataset",
     "register_classifier",
+    "register_task",
+    "list_tasks",
     "create_extractor",
     "list_extractors",
     "list_datasets",

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from featbench import __version__
 from featbench._io import atomic_write, atomic_write_json
+from featbench.version import __version__
 
 __all__ = ["FeatureCache", "default_cache_dir", "feature_key", "usable_cache"]
 

@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="featbench: %(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="featbench: %(levelname)s: %(message)s")
+    logging.getLogger("featbench").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     if not args.debug:
         # Decoders speak for themselves on damaged files (OpenCV's C++ log, Pillow's warnings); featbench
         # already counts and names every file it skips, so their lines would only bury its one-line errors.

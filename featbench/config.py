@@ -51,7 +51,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 from featbench.classifiers import check_scale
 from featbench.evaluation.splits import KINDS, Protocol
-from featbench.registry import CLASSIFIERS, DATASETS, create_extractor, load_plugin
+from featbench.registry import CLASSIFIERS, DATASETS, TASKS, create_extractor, load_plugin
 
 __all__ = [
     "Experiment",
@@ -59,6 +59,7 @@ __all__ = [
     "DatasetConfig",
     "ExtractorConfig",
     "ClassifierConfig",
+    "TaskConfig",
     "load_experiment",
     "parse_experiment",
 ]
@@ -102,8 +103,20 @@ class ExtractorConfig:
 class ClassifierConfig:
     name: str
     label: str
-    C: tuple[float, ...]
+    grid: tuple[float, ...]
     scale: str = "standard"
+    param: str = "C"
+
+    @property
+    def C(self) -> tuple[float, ...]:  # noqa: N802  (the grid's name for C classifiers)
+        return self.grid
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    label: str
+    params: dict
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class Experiment:
     datasets: tuple[DatasetConfig, ...] = ()
     extractors: tuple[ExtractorConfig, ...] = ()
     classifiers: tuple[ClassifierConfig, ...] = ()
+    tasks: tuple[TaskConfig, ...] = ()
     raw: dict = field(default_factory=dict, compare=False)
 
 
@@ -163,7 +177,7 @@ def parse_experiment(
     """Validate a parsed experiment dictionary; see the module docstring for its keys."""
     where = source
     _check_keys(data, {"name", "description", "plugins", "run", "protocol", "datasets", "extractors",
-                       "classifiers"}, where, "top level")
+                       "classifiers", "tasks"}, where, "top level")
     name = _typed(data, "name", str, default_name, where)
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ConfigError(f"{where}: name {name!r} must be a plain folder name (no '/', not starting with '.')")
@@ -219,29 +233,19 @@ def parse_experiment(
         label = _typed(e, "label", str, extractor.label, w)
         extractors.append(ExtractorConfig(ename, label, params))
 
-    classifiers = []
-    for i, c in enumerate(_tables(data, "classifiers", where)):
-        w = f"{where} [[classifiers]] #{i + 1}"
-        _check_keys(c, {"name", "label", "C", "scale"}, w, "a classifier table")
-        cname = _required_str(c, "name", w)
-        cls = _lookup(CLASSIFIERS, cname, w)
-        grid = c.get("C", list(cls.default_C))
-        if isinstance(grid, (int, float)) and not isinstance(grid, bool):
-            grid = [grid]
-        if not isinstance(grid, list) or not grid or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 < x <= 1e12
-            for x in grid
-        ):
-            raise ConfigError(f"{w}: C must be a positive finite number (at most 1e12) or a non-empty list "
-                              f"of them, got {grid!r}")
-        label = _typed(c, "label", str, cname, w)
-        try:
-            scale = check_scale(_typed(c, "scale", str, "standard", w))
-        except ValueError as exc:
-            raise ConfigError(f"{w}: {exc}") from None
-        classifiers.append(ClassifierConfig(cname, label, tuple(float(x) for x in grid), scale))
+    classifiers = [_classifier(c, f"{where} [[classifiers]] #{i + 1}")
+                   for i, c in enumerate(_tables(data, "classifiers", where))]
+    tasks = [_task(t, f"{where} [[tasks]] #{i + 1}") for i, t in enumerate(_tables(data, "tasks", where))]
+    if not tasks:  # every experiment written before tasks existed: today's classification
+        tasks = [TaskConfig("classification", "classification", {})]
+    needs_classifiers = any(_lookup(TASKS, t.name, where).uses_classifiers for t in tasks)
+    if classifiers and not needs_classifiers:
+        raise ConfigError(f"{where}: [[classifiers]] are given but no task uses them; add a "
+                          "[[tasks]] table with name = \"classification\" or remove the classifiers")
 
-    for kind, items in (("datasets", datasets), ("extractors", extractors), ("classifiers", classifiers)):
+    kinds = [("datasets", datasets), ("extractors", extractors), ("tasks", tasks)]
+    kinds += [("classifiers", classifiers)] if needs_classifiers else []
+    for kind, items in kinds:
         if not items:
             raise ConfigError(f"{where}: needs at least one [[{kind}]] table")
         labels = [x.label for x in items]
@@ -259,8 +263,52 @@ def parse_experiment(
         datasets=tuple(datasets),
         extractors=tuple(extractors),
         classifiers=tuple(classifiers),
+        tasks=tuple(tasks),
         raw=data,
     )
+
+
+def _classifier(c: dict, w: str) -> ClassifierConfig:
+    cname = _required_str(c, "name", w)
+    cls = _lookup(CLASSIFIERS, cname, w)
+    param = getattr(cls, "param", "C")
+    _check_keys(c, {"name", "label", param, "scale"}, w, f"a {cname} classifier table")
+    grid = c.get(param, list(cls.default_grid()) if hasattr(cls, "default_grid") else list(cls.default_C))
+    if isinstance(grid, (int, float)) and not isinstance(grid, bool):
+        grid = [grid]
+    if getattr(cls, "param_kind", "real") == "int":
+        if not isinstance(grid, list) or not grid or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 100_000 for x in grid
+        ):
+            raise ConfigError(f"{w}: {param} must be a positive integer (at most 100000) or a non-empty list "
+                              f"of them, got {grid!r}")
+    elif not isinstance(grid, list) or not grid or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 < x <= 1e12
+        for x in grid
+    ):
+        raise ConfigError(f"{w}: {param} must be a positive finite number (at most 1e12) or a non-empty list "
+                          f"of them, got {grid!r}")
+    label = _typed(c, "label", str, cname, w)
+    try:
+        scale = check_scale(_typed(c, "scale", str, getattr(cls, "default_scale", "standard"), w))
+    except ValueError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+    values = tuple(int(x) for x in grid) if getattr(cls, "param_kind", "real") == "int" else tuple(float(x) for x in grid)
+    return ClassifierConfig(cname, label, values, scale, param)
+
+
+def _task(t: dict, w: str) -> TaskConfig:
+    tname = _required_str(t, "name", w)
+    cls = _lookup(TASKS, tname, w)
+    params = {k: v for k, v in t.items() if k not in ("name", "label")}
+    try:
+        params = cls.check_params(params)
+    except FeatbenchError as exc:
+        raise ConfigError(f"{w} ({tname}): {_one_line(exc)}") from None
+    except Exception as exc:  # a plugin task's own checks may raise anything on a value of the wrong type
+        raise ConfigError(f"{w} ({tname}): invalid parameters {params!r}: {type(exc).__name__}: "
+                          f"{_one_line(exc)}") from exc
+    return TaskConfig(tname, _typed(t, "label", str, tname, w), params)
 
 
 # -- helpers ------------------------------------------------------------------------

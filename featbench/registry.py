@@ -1,9 +1,9 @@
-"""Name → object registries for extractors, datasets and classifiers.
+"""Name → object registries for extractors, datasets, classifiers and tasks.
 
 Built-in entries register themselves with a decorator when their module is
 imported; the registry imports the built-in modules on first lookup. Third-party
 packages add entries through the entry-point groups ``featbench.extractors``,
-``featbench.datasets`` and ``featbench.classifiers``; an entry point may point at
+``featbench.datasets``, ``featbench.classifiers`` and ``featbench.tasks``; an entry point may point at
 a class or function (registered under the entry point's name) or at a module
 whose decorators register what it holds. A plugin that fails to import is listed
 as unavailable with its reason and breaks nothing else.
@@ -31,7 +31,10 @@ __all__ = [
     "EXTRACTORS",
     "DATASETS",
     "CLASSIFIERS",
+    "TASKS",
     "register_extractor",
+    "register_task",
+    "list_tasks",
     "register_dataset",
     "register_classifier",
     "create_extractor",
@@ -196,6 +199,12 @@ def _is_classifier_class(obj: Any) -> str | None:
     return None
 
 
+def _is_task_class(obj: Any) -> str | None:
+    if not isinstance(obj, type) or not callable(getattr(obj, "run", None)) or not hasattr(obj, "cells"):
+        return f"{obj!r} is not a task class (a subclass of featbench.tasks.Task)"
+    return None
+
+
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
@@ -217,6 +226,8 @@ EXTRACTORS = Registry(
 DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builtin"], check=_is_dataset_loader)
 CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"],
                        check=_is_classifier_class)
+TASKS = Registry("task", "featbench.tasks", ["featbench.tasks.classification", "featbench.tasks.retrieval"],
+                 check=_is_task_class)
 
 
 def register_extractor(name: str | None = None, *, replace: bool = False) -> Callable[[T], T]:
@@ -242,6 +253,16 @@ def register_dataset(name: str | None = None, *, replace: bool = False) -> Calla
 def register_classifier(name: str | None = None, *, replace: bool = False) -> Callable[[T], T]:
     """Decorator: register a :class:`~featbench.classifiers.Classifier` subclass."""
     return CLASSIFIERS.register(name, replace=replace)
+
+
+def register_task(name: str | None = None, *, replace: bool = False) -> Callable[[T], T]:
+    """Class decorator: register a :class:`~featbench.tasks.Task` subclass (its ``name`` is set to ``name``)."""
+    def decorator(cls: T) -> T:
+        if name is not None and isinstance(cls, type):
+            cls.name = name  # type: ignore[attr-defined]
+        return TASKS.register(name, replace=replace)(cls)
+
+    return decorator
 
 
 def get_extractor(name: str) -> type:
@@ -279,6 +300,11 @@ def list_datasets(pattern: str = "*") -> list[str]:
 def list_classifiers(pattern: str = "*") -> list[str]:
     """Registered classifier names matching ``pattern`` (fnmatch)."""
     return CLASSIFIERS.list(pattern)
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    """Registered task names matching ``pattern`` (fnmatch)."""
+    return TASKS.list(pattern)
 
 
 def load_plugin(spec: str, base: Path | None = None) -> None:

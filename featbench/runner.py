@@ -1,11 +1,12 @@
-"""Run an experiment: datasets × extractors × splits × classifiers, cached, parallel, resumable.
+"""Run an experiment: the loops dataset → splits → extractor → tasks, resumable, with progress.
 
-Each (dataset, extractor, classifier, split) cell writes one JSON record to
-``<out>/cells/`` atomically as soon as it finishes. Starting the same run again
-reuses every finished cell (``skip_existing``, the default) and recomputes only
-the missing ones and those that had failed or been skipped. Features are cached
-on disk (:mod:`featbench.cache`), so a new classifier on old features costs no
-extraction.
+The runner knows no task by name. For each (dataset, extractor, split) it asks every task of the
+experiment for its cells (:meth:`featbench.tasks.Task.cells`: one per classifier for classification),
+reuses the finished ones, gets the features from the feature stage (:mod:`featbench.features`, cached on
+disk) only when a cell needs them, and lets each task compute its records. Each cell's record is written
+to ``<out>/cells/`` atomically as soon as it finishes (:mod:`featbench.records`). Starting the same run
+again reuses every finished cell (``skip_existing``, the default) and recomputes only the missing ones and
+those that had failed or been skipped.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import json
 import logging
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -27,30 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib import effective_n_jobs
 from tqdm.auto import tqdm
 
-from featbench import __version__
-from featbench.cache import FeatureCache, feature_key, usable_cache
-from featbench.classifiers import fit_with_c_search
+from featbench.cache import usable_cache
 from featbench.config import Experiment, ExtractorConfig, load_experiment
 from featbench.datasets import ImageSet, load_dataset
 from featbench.errors import ConfigError, DatasetError, FeatbenchError, WeightsUnavailableError
-from featbench.evaluation import Split, classification_metrics, make_splits, peak_rss_mb
+from featbench.evaluation import Split, make_splits, peak_rss_mb
+from featbench.features import Features, check_finite, parallel_backend, split_features
 from featbench.records import check_output_dir, read_cell, write_cell
-from featbench.registry import CLASSIFIERS, create_extractor
+from featbench.registry import TASKS, create_extractor
+from featbench.reporting.format import slug
+from featbench.tasks.base import Cell, TaskInput
+from featbench.version import __version__
 
-__all__ = ["run", "RunResult", "transform_parallel"]
+__all__ = ["run", "RunResult"]
 
 log = logging.getLogger("featbench")
-
-# Below this many images, starting worker processes costs more than it saves.
-MIN_PARALLEL_IMAGES = 256
-# Images timed serially first to estimate the cost per image.
-PROBE_IMAGES = 16
-# Below this estimated serial time for the rest, shipping images to workers costs more than it saves
-# (e.g. HOG at well under a millisecond per image): the rest is done serially too.
-MIN_PARALLEL_SECONDS = 1.0
 
 
 @dataclass
@@ -109,15 +102,16 @@ def run(
         images = _load(dcfg)
         splits = make_splits(images.labels, dcfg.protocol, images.official_split, dataset=dcfg.label)
         loaded.append((dcfg, images, splits))
-    classifiers = [(c, CLASSIFIERS.get(c.name)()) for c in exp.classifiers]
     check_memory(exp, loaded)
 
-    n_cells = sum(len(s) for _, _, s in loaded) * len(exp.extractors) * len(classifiers)
-    slots: dict[str, dict] = {}  # cell id -> record, filled in any order, reported in the experiment's order
+    tasks = [_make_task(t, exp.classifiers) for t in exp.tasks]
+    task_cells = [(task, cell) for task in tasks for cell in task.cells()]
+    n_cells = sum(len(s) for _, _, s in loaded) * len(exp.extractors) * len(task_cells)
+    slots: dict[str, dict] = {}  # cell file -> record, filled in any order, reported in the experiment's order
     order: list[str] = []
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
-    with _backend(settings.backend, settings.scheduler, jobs):
+    with parallel_backend(settings.backend, settings.scheduler, jobs):
         for dcfg, images, splits in loaded:
             dataset_info = {
                 "dataset": dcfg.label,
@@ -132,11 +126,12 @@ def run(
                 extractor = create_extractor(ecfg.name, **ecfg.params)
                 token = getattr(extractor, "content_token", lambda: None)()  # e.g. a weights file's hash
                 full: dict = {}  # features of the whole set, for extractors that learn nothing
-                for split in splits:
-                    cells = []
-                    for ccfg, clf in classifiers:
-                        cell_id = _cell_id(images.fingerprint, dcfg, ecfg, ccfg, split, settings, token)
-                        path = cells_dir / f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(ccfg.label)}__{split.id}__{cell_id[:10]}.json"
+                for split_index, split in enumerate(splits):
+                    todo = []
+                    for task, cell in task_cells:
+                        cell_id = _cell_id(images.fingerprint, dcfg, ecfg, cell, split, settings, token)
+                        path = cells_dir / (f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(cell.key)}__"
+                                            f"{split.id}__{cell_id[:10]}.json")
                         order.append(path.name)
                         old = read_cell(path) if skip_existing else None
                         if old is not None and old.get("status") == "ok" and old.get("cell_id") == cell_id:
@@ -144,8 +139,8 @@ def run(
                             reused += 1
                             bar.update(1)
                         else:
-                            cells.append((ccfg, clf, cell_id, path))
-                    if not cells:
+                            todo.append((task, cell, cell_id, path))
+                    if not todo:
                         continue
                     base = {
                         **dataset_info,
@@ -158,23 +153,27 @@ def run(
                         "n_train": len(split.train),
                         "n_test": len(split.test),
                     }
+                    data = None
                     try:
-                        feats = _features(extractor, images, split, cache, full, jobs, settings.backend, disable_bars)
-                        _check_finite(feats, ecfg.label)
+                        feats = split_features(extractor, images, split, cache, full, jobs, settings.backend,
+                                               disable_bars)
+                        check_finite(feats, ecfg.label)
                         status = "ok"
+                        base.update(_feature_fields(feats))
+                        data = _task_input(feats, images, split, split_index, settings)
                     except WeightsUnavailableError as exc:
-                        feats, status = None, f"skipped: {exc}"
+                        status = f"skipped: {exc}"
                     except (Exception, SystemExit) as exc:  # one broken extractor must not stop the run
                         log.debug("extraction failed", exc_info=True)
-                        feats, status = None, f"failed: {type(exc).__name__}: {_one_line(exc)}"
-                    for ccfg, clf, cell_id, path in cells:
-                        rec = {**base, "classifier": ccfg.label, "classifier_name": ccfg.name,
-                               "C_grid": json.dumps(list(ccfg.C)), "cell_id": cell_id, "status": status}
-                        if feats is not None:
+                        status = f"failed: {type(exc).__name__}: {_one_line(exc)}"
+                    for task, cell, cell_id, path in todo:
+                        rec = {**base, "task": task.label, "task_name": task.name, **cell.fields,
+                               "cell_id": cell_id, "status": status}
+                        if data is not None:
                             try:
-                                rec.update(_classify(clf, ccfg, feats, images, split, settings))
+                                rec.update(task.run(cell, data))
                             except (Exception, SystemExit) as exc:
-                                log.debug("classifier failed", exc_info=True)
+                                log.debug("task %s failed", task.label, exc_info=True)
                                 rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
                         rec["peak_rss_mb"] = round(peak_rss_mb(), 1)
                         write_cell(path, rec)
@@ -183,6 +182,12 @@ def run(
                         bar.update(1)
     bar.close()
     records = [slots[c] for c in order]
+    for task in tasks:
+        try:
+            task.after_run(out_dir, [r for r in records if r.get("task") == task.label],
+                           {dcfg.label: images for dcfg, images, _ in loaded})
+        except Exception:  # a picture that cannot be drawn must not lose the run's records
+            log.warning("task %r could not finish its pictures", task.label, exc_info=True)
 
     run_info = {
         "name": exp.name,
@@ -248,197 +253,52 @@ def check_memory(exp: Experiment, loaded: list) -> None:
                     f"half of this machine's {memory / 2**30:,.1f} GiB; lower its size parameters")
 
 
-def _check_finite(feats: Features, extractor: str) -> None:
-    """Non-finite features fail the cell, naming the extractor: they are never replaced in silence."""
-    bad = [(name, X) for name, X in (("training", feats.train), ("test", feats.test)) if not np.isfinite(X).all()]
-    if bad:
-        parts = []
-        for name, X in bad:
-            rows = int((~np.isfinite(X)).any(axis=1).sum())
-            parts.append(f"{int((~np.isfinite(X)).sum()):,} values in {rows:,} of {len(X):,} {name} images")
-        raise ValueError(f"extractor {extractor!r} returned non-finite features (NaN or inf): {'; '.join(parts)}")
+def _make_task(tcfg, classifiers) -> Any:
+    task = TASKS.get(tcfg.name)(tcfg.label, tcfg.params, classifiers)
+    task.name = tcfg.name  # the registered name (an entry point's class may not set it)
+    return task
 
 
-# -- features -------------------------------------------------------------------------
-@dataclass
-class Features:
-    train: np.ndarray
-    test: np.ndarray
-    fit_s: float
-    extract_ms_per_image: float
-    from_cache: bool
-    info: dict
-
-
-def _features(extractor, images: ImageSet, split: Split, cache: FeatureCache, full: dict,
-              n_jobs: int, backend: str, disable_bars: bool | None) -> Features:
-    if not extractor.spec.fitted:
-        if "X" not in full:
-            key = feature_key(images.fingerprint, extractor)
-            hit = cache.load(key)
-            if hit is not None and hit[0].shape[0] == len(images):
-                full["X"], meta = hit
-                full["cached"] = True
-            else:
-                t0 = time.perf_counter()
-                extractor.fit(images[:0] if len(images) else images)
-                fit_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                X = transform_parallel(extractor, images, n_jobs, backend, disable_bars)
-                extract_s = time.perf_counter() - t0
-                meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1],
-                        "info": extractor.report_info()}
-                cache.save(key, X, meta)
-                full["X"], full["cached"] = X, False
-            full["meta"] = meta
-        X, meta = full["X"], full["meta"]
-        return Features(X[split.train], X[split.test], meta["fit_s"],
-                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"], meta.get("info", {}))
-
-    key = feature_key(images.fingerprint, extractor, split.digest)
-    hit = cache.load(key)
-    n_train = len(split.train)
-    if hit is not None and hit[0].shape[0] == n_train + len(split.test):
-        X, meta = hit
-        cached = True
-    else:
-        train, test = images.subset(split.train), images.subset(split.test)
-        t0 = time.perf_counter()
-        extractor.fit(train, train.labels)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars)
-                            for part in (train, test)])
-        extract_s = time.perf_counter() - t0
-        meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1],
-                "info": extractor.report_info()}
-        cache.save(key, X, meta)
-        cached = False
-    return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached,
-                    meta.get("info", {}))
-
-
-def _transform_chunk(extractor, images, parent_pid: int) -> np.ndarray:
-    if os.getpid() != parent_pid:
-        # A worker process per core already: OpenCV's own thread pool would only oversubscribe them.
-        import cv2
-
-        cv2.setNumThreads(1)
-    return extractor.transform(images)
-
-
-def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky",
-                       disable_bars: bool | None = True) -> np.ndarray:
-    """``extractor.transform(images)`` split over workers in chunks; same result as serial.
-
-    The first :data:`PROBE_IMAGES` images are transformed serially and timed; the rest go
-    to the workers only when their estimated serial time is at least
-    :data:`MIN_PARALLEL_SECONDS` (and there are :data:`MIN_PARALLEL_IMAGES` images or more).
-    """
-    n = len(images)
-    workers = effective_n_jobs(n_jobs) if backend != "dask" else max(2, effective_n_jobs(n_jobs))
-    if workers <= 1 or not extractor.spec.parallel or n < MIN_PARALLEL_IMAGES:
-        return extractor.transform(images)
-    take = images.subset if isinstance(images, ImageSet) else (lambda idx: [images[int(i)] for i in idx])
-    probe = min(PROBE_IMAGES, n)
-    t0 = time.perf_counter()
-    head = np.asarray(extractor.transform(take(np.arange(probe))), dtype=np.float32)
-    per_image = (time.perf_counter() - t0) / probe
-    rest = np.arange(probe, n)
-    if not len(rest):
-        return head
-    if per_image * len(rest) < MIN_PARALLEL_SECONDS:
-        tail = np.asarray(extractor.transform(take(rest)), dtype=np.float32)
-        return np.ascontiguousarray(np.concatenate([head, tail], axis=0))
-    chunks = [c for c in np.array_split(rest, min(len(rest), workers * 4)) if len(c)]
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    parts = parallel(delayed(_transform_chunk)(extractor, take(c), os.getpid()) for c in chunks)
-    return np.ascontiguousarray(np.concatenate([head, *tqdm(
-        parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
-        leave=False, disable=disable_bars)], axis=0), dtype=np.float32)
-
-
-def _warm_worker() -> int:
-    import featbench.extractors  # noqa: F401  (OpenCV, scikit-learn: imported once, before any timing)
-
-    return os.getpid()
-
-
-@contextmanager
-def _backend(name: str, scheduler: str | None, n_jobs: int):
-    if name == "dask":
-        try:
-            from dask.distributed import Client
-        except ImportError as exc:
-            from featbench.errors import ConfigError
-
-            raise ConfigError(
-                "backend 'dask' needs dask.distributed: pip install 'featbench[dask]'"
-            ) from exc
-        client = Client(scheduler) if scheduler else Client(processes=True)
-        try:
-            with parallel_config(backend="dask"):
-                yield
-        finally:
-            client.close()
-    else:
-        with parallel_config(backend=name) if name != "loky" else nullcontext():
-            if name == "loky" and effective_n_jobs(n_jobs) > 1:
-                # Start the worker pool now, so that no extractor's timing includes it.
-                Parallel(n_jobs=n_jobs)(delayed(_warm_worker)() for _ in range(effective_n_jobs(n_jobs)))
-            yield
-
-
-# -- classification ---------------------------------------------------------------------
-def _classify(clf, ccfg, feats: Features, images: ImageSet, split: Split, settings) -> dict:
-    labels = images.labels
-    y_train, y_test = labels[split.train], labels[split.test]
-    t0 = time.perf_counter()
-    model, best_c = fit_with_c_search(clf, feats.train, y_train, ccfg.C, inner_folds=settings.inner_folds,
-                                      random_state=settings.seed, scale=ccfg.scale)
-    clf_fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    y_pred = model.predict(feats.test)
-    predict_s = time.perf_counter() - t0
-    metrics = classification_metrics(y_test, y_pred, images.n_classes)
-    empty = int((~feats.train.any(axis=1)).sum() + (~feats.test.any(axis=1)).sum())
+# -- what every task gets ------------------------------------------------------------------
+def _feature_fields(feats: Features) -> dict:
+    """Record fields about the features themselves, the same for every task of a (dataset, extractor, split)."""
     return {
-        "accuracy": metrics["accuracy"],
-        "balanced_accuracy": metrics["balanced_accuracy"],
-        "f1_macro": metrics["f1_macro"],
-        "confusion": json.dumps(metrics["confusion"]),
-        "class_names": json.dumps(images.class_names),
-        "C": best_c,
         "dim": int(feats.train.shape[1]),
-        "empty_features": empty,
+        "empty_features": int((~feats.train.any(axis=1)).sum() + (~feats.test.any(axis=1)).sum()),
         "extractor_fit_s": round(feats.fit_s, 4),
         "extract_ms_per_image": round(feats.extract_ms_per_image, 4),
         "images_per_s": round(1000.0 / feats.extract_ms_per_image, 1) if feats.extract_ms_per_image > 0 else None,
-        "classifier_fit_s": round(clf_fit_s, 4),
-        "predict_ms_per_image": round(1000 * predict_s / max(len(split.test), 1), 5),
         "features_from_cache": feats.from_cache,
         **feats.info,
     }
 
 
+def _task_input(feats: Features, images: ImageSet, split: Split, split_index: int, settings) -> TaskInput:
+    labels = images.labels
+    return TaskInput(train=feats.train, test=feats.test, y_train=labels[split.train], y_test=labels[split.test],
+                     n_classes=images.n_classes, class_names=list(images.class_names), split_id=split.id,
+                     split_index=split_index, train_positions=np.asarray(split.train),
+                     test_positions=np.asarray(split.test), seed=settings.seed, inner_folds=settings.inner_folds)
+
+
 # -- bookkeeping ----------------------------------------------------------------------------
-def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, ccfg, split: Split, settings,
+def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, cell: Cell, split: Split, settings,
              token: str | None = None) -> str:
+    """Hash of everything that makes a record what it is; the task's part is ``cell.identity``."""
     payload = {
         "featbench": __version__,
         "dataset": [dcfg.name, dcfg.params, fingerprint],
         "extractor": [ecfg.name, ecfg.params] + ([token] if token is not None else []),
-        # the default scaling adds nothing, so that records written before ``scale`` existed stay valid
-        "classifier": [ccfg.name, list(ccfg.C)] + ([ccfg.scale] if ccfg.scale != "standard" else []),
         "split": split.digest,
         "inner_folds": settings.inner_folds,
         "seed": settings.seed,
+        **cell.identity,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
+    return slug(text)
 
 
 def _one_line(exc: BaseException) -> str:

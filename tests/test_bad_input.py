@@ -513,8 +513,9 @@ def test_recomputed_cell_keeps_its_row(tmp_path):
     first.write_text("{")
     assert main(["run", str(tmp_path / "exp.toml"), "--out", str(out)]) == 0
     after = (out / "results.csv").read_text().splitlines()
-    assert [ln.split(",")[3] for ln in after] == [ln.split(",")[3] for ln in before] == ["classifier", "logreg",
-                                                                                          "linear-svm"]
+    col = before[0].split(",").index("classifier")
+    assert [ln.split(",")[col] for ln in after] == [ln.split(",")[col] for ln in before] == ["classifier", "logreg",
+                                                                                              "linear-svm"]
 
 
 def test_files_get_the_users_umask_not_0600(tmp_path):

@@ -24,7 +24,7 @@ from featbench.datasets.base import ArrayImageSet
 from featbench.errors import ConfigError
 from featbench.evaluation.splits import Split
 from featbench.extractors.haar import FEATURE_TYPES, available_cascades, haar_feature_boxes, haar_features
-from featbench.runner import _features
+from featbench.features import split_features as _features
 
 
 @pytest.fixture(scope="module")

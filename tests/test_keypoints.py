@@ -10,13 +10,14 @@ import pytest
 from joblib import parallel_config
 from test_common import assert_close_to_float32_reassociation
 
-from featbench import create_extractor, runner
+from featbench import create_extractor, features
 from featbench.cache import FeatureCache
 from featbench.datasets.base import ArrayImageSet
 from featbench.errors import ConfigError
 from featbench.evaluation import Split
 from featbench.extractors.keypoints import dense_grid, unpack_bits
-from featbench.runner import _features, transform_parallel
+from featbench.features import split_features as _features
+from featbench.features import transform_parallel
 
 SMALL = {"n_words": 4, "max_descriptors": 3000}
 
@@ -196,8 +197,8 @@ def test_fitted_extractor_pickles_without_opencv_objects_and_parallel_equals_ser
     blob = pickle.dumps(ext)
     assert b"cv2" not in blob
     np.testing.assert_array_equal(pickle.loads(blob).transform(train), before)
-    monkeypatch.setattr(runner, "MIN_PARALLEL_IMAGES", 4)  # split even this small set across workers
-    monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)
+    monkeypatch.setattr(features, "MIN_PARALLEL_IMAGES", 4)  # split even this small set across workers
+    monkeypatch.setattr(features, "MIN_PARALLEL_SECONDS", 0.0)
     many = [train[i % 6] for i in range(20)]
     with parallel_config(backend="threading"):
         par = transform_parallel(ext, many, n_jobs=2)

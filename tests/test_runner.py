@@ -89,7 +89,7 @@ def test_run_writes_every_report(tmp_path):
     assert "## digits" in report and "Confusion matrix" in report
     # sorted by accuracy within the dataset
     table = [ln for ln in report.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
-    accs = [float(ln.split("|")[5].split("±")[0]) for ln in table]
+    accs = [float(ln.split("|")[5].split("±")[0].strip(" *")) for ln in table]  # bold: tied with the best
     assert accs == sorted(accs, reverse=True) and len(accs) == 4
     assert result.computed == 8
 
@@ -253,10 +253,10 @@ def test_parse_experiment_rejects_duplicate_labels():
 def test_parallel_transform_equals_serial_and_ships_only_the_chunk(monkeypatch):
     import pickle
 
-    from featbench import create_extractor, load_dataset, runner
-    from featbench.runner import MIN_PARALLEL_IMAGES, transform_parallel
+    from featbench import create_extractor, features, load_dataset
+    from featbench.features import MIN_PARALLEL_IMAGES, transform_parallel
 
-    monkeypatch.setattr(runner, "MIN_PARALLEL_SECONDS", 0.0)  # parallel even for a cheap extractor
+    monkeypatch.setattr(features, "MIN_PARALLEL_SECONDS", 0.0)  # parallel even for a cheap extractor
 
     ds = load_dataset("digits", limit_per_class=40)
     assert len(ds) >= MIN_PARALLEL_IMAGES  # the parallel path is the one tested
@@ -295,8 +295,8 @@ def test_report_command_rebuilds_reports_from_cells(tmp_path):
 
 
 def test_threading_backend_gives_the_same_results(tmp_path, monkeypatch):
-    from featbench import runner
-    from featbench.runner import MIN_PARALLEL_IMAGES
+    from featbench import features as runner  # the feature stage's parallel settings
+    from featbench.features import MIN_PARALLEL_IMAGES
 
     text = SMALL.replace("limit_per_class = 20", "limit_per_class = 30")
     assert 300 >= MIN_PARALLEL_IMAGES  # extraction really goes through the parallel path
@@ -337,7 +337,8 @@ def test_parallel_only_when_the_probe_says_it_pays(monkeypatch):
     """The decision depends on the probe's measured time only: a fake clock makes it deterministic."""
     from joblib import parallel_config
 
-    from featbench import create_extractor, load_dataset, runner
+    from featbench import create_extractor, load_dataset
+    from featbench import features as runner
 
     class Clock:  # each reading advances by ``step`` seconds: the probe of 16 images "takes" one step
         def __init__(self, step):

@@ -8,7 +8,7 @@ The full ``transform`` (descriptors *and* the BoVW encoding featbench adds on to
 is reported beside it without a target, as is the encoding's share. ``hog`` compares
 featbench's whole ``transform`` with ``HOGDescriptor.compute`` in a loop. Every
 extractor also gets an informative row: the speed-up of
-:func:`~featbench.runner.transform_parallel` on all cores over one core.
+:func:`~featbench.features.transform_parallel` on all cores over one core.
 
 Images: 200 photos of ``$FEATBENCH_DATA/clothing-dataset-small-subset`` (40 in quick
 mode), converted to gray and resized to a longer side of 256 px (64 × 64 for HOG)
@@ -121,8 +121,8 @@ def _paired_per_image(reference, ours, images: list[np.ndarray], rounds: int) ->
 
 
 def _parallel_row(name: str, extractor, images: list[np.ndarray], quick: bool, source: str) -> Measurement:
-    from featbench import runner
-    from featbench.runner import MIN_PARALLEL_IMAGES, transform_parallel
+    from featbench import features
+    from featbench.features import MIN_PARALLEL_IMAGES, transform_parallel
 
     # Enough images for transform_parallel to split the work at all.
     many = [images[i % len(images)] for i in range(max(MIN_PARALLEL_IMAGES, len(images)))]
@@ -133,11 +133,11 @@ def _parallel_row(name: str, extractor, images: list[np.ndarray], quick: bool, s
         parallel = min(parallel, best_time(lambda: transform_parallel(extractor, many, n_jobs=-1), repeats=1,
                                            min_time=0))
     cores = effective_n_jobs(-1)
-    if serial >= runner.MIN_PARALLEL_SECONDS:
+    if serial >= features.MIN_PARALLEL_SECONDS:
         how = "loky workers (warm pool), one OpenCV thread each; n_jobs=1 is one process with OpenCV's own threads"
     else:
-        how = (f"serial: {1000 * serial:.0f} ms of work in all is below runner.MIN_PARALLEL_SECONDS = "
-               f"{runner.MIN_PARALLEL_SECONDS:g} s, where shipping images to workers costs more than it saves")
+        how = (f"serial: {1000 * serial:.0f} ms of work in all is below features.MIN_PARALLEL_SECONDS = "
+               f"{features.MIN_PARALLEL_SECONDS:g} s, where shipping images to workers costs more than it saves")
     return Measurement(
         benchmark=name, subject="transform_parallel(n_jobs=-1)", reference="n_jobs=1",
         value=len(many) / parallel, reference_value=len(many) / serial, unit="images/s", target=None,

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from featbench._io import atomic_write  # noqa: E402
 
-__all__ = ["accuracy_vs_time", "confusion_plot"]
+__all__ = ["accuracy_vs_time", "confusion_plot", "retrieval_picture"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -62,4 +62,36 @@ def confusion_plot(matrix: np.ndarray, class_names: list[str], title: str, path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def retrieval_picture(images, rows: dict, title: str, path: Path) -> Path:
+    """For each extractor (a row) and each fixed query (a panel), the query and its top gallery images.
+
+    ``rows[extractor] = {"queries": [pos], "query_labels": [c], "top": [[pos]], "top_labels": [[c]]}`` with
+    positions into ``images``; a result is framed green when its class is the query's, red otherwise.
+    """
+    names = list(rows)
+    first = rows[names[0]]
+    n_queries, n_top = len(first["queries"]), len(first["top"][0]) if first["top"] else 0
+    cols = n_queries * (n_top + 1)
+    fig, axes = plt.subplots(len(names), cols, figsize=(0.75 * cols + 1.5, 0.8 * len(names) + 0.6), squeeze=False)
+    for i, name in enumerate(names):
+        r = rows[name]
+        for q in range(n_queries):
+            cells = [(r["queries"][q], "#1f5fbf")] + [
+                (pos, "#2a9d3a" if lab == r["query_labels"][q] else "#d62728")
+                for pos, lab in zip(r["top"][q], r["top_labels"][q])]
+            for j, (pos, colour) in enumerate(cells):
+                ax = axes[i, q * (n_top + 1) + j]
+                img = np.asarray(images[int(pos)])
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for side in ax.spines.values():
+                    side.set_edgecolor(colour)
+                    side.set_linewidth(2.5)
+        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.08, hspace=0.12)
     return _save(fig, path)

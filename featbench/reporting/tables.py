@@ -7,22 +7,24 @@ import pandas as pd
 __all__ = ["results_table", "summary_table", "RESULT_COLUMNS", "TIMING_COLUMNS"]
 
 RESULT_COLUMNS = [
-    "dataset", "extractor", "weights", "classifier", "split", "status",
-    "accuracy", "balanced_accuracy", "f1_macro", "C", "dim", "n_params", "gflops_per_image", "n_train", "n_test",
+    "dataset", "task", "extractor", "weights", "classifier", "split", "status",
+    "accuracy", "balanced_accuracy", "f1_macro", "mAP", "recall@1", "recall@5", "recall@10", "precision@10",
+    "C", "dim", "n_params", "gflops_per_image", "n_train", "n_test",
     "empty_features",
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
-    "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
-    "classifier_name", "C_grid", "n_images", "n_classes", "skipped_images", "dropped_classes", "confusion", "class_names",
+    "query_ms_per_image", "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
+    "classifier_name", "C_grid", "task_name", "n_images", "n_classes", "skipped_images", "dropped_classes", "confusion", "class_names",
     "cell_id",
 ]
 # Measured durations and memory: they differ between two runs of the same cells.
 TIMING_COLUMNS = [
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s",
-    "predict_ms_per_image", "peak_rss_mb", "features_from_cache",
+    "predict_ms_per_image", "query_ms_per_image", "peak_rss_mb", "features_from_cache",
 ]
-GROUP = ["dataset", "extractor", "weights", "classifier"]
-METRICS = ["accuracy", "balanced_accuracy", "f1_macro"]
-MEANS = ["extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image"]
+GROUP = ["dataset", "task", "extractor", "weights", "classifier"]
+METRICS = ["accuracy", "balanced_accuracy", "f1_macro", "mAP", "recall@1", "recall@5", "recall@10", "precision@10"]
+MEANS = ["extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
+         "query_ms_per_image"]
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:
@@ -34,11 +36,15 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     extra = [c for c in df.columns if c not in RESULT_COLUMNS]
     df = df[RESULT_COLUMNS + extra]
     df["weights"] = df["weights"].fillna("")
+    # records written before tasks existed are classification records
+    df["task"] = df["task"].fillna("classification")
+    df["task_name"] = df["task_name"].fillna("classification")
+    df["classifier"] = df["classifier"].fillna("")
     return df
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over splits, one row per (dataset, extractor, weights, classifier)."""
+    """Mean and standard deviation over splits, one row per (dataset, task, extractor, weights, classifier)."""
     rows = []
     for key, g in results.groupby(GROUP, sort=False, dropna=False):
         ok = g[g["status"] == "ok"]
@@ -56,7 +62,9 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         row["dim"] = ok["dim"].iloc[0] if len(ok) else pd.NA
         for col in ("n_params", "gflops_per_image"):
             row[col] = pd.to_numeric(ok[col], errors="coerce").iloc[0] if len(ok) else float("nan")
-        row["C_chosen"] = " ".join(f"{c:g}" for c in pd.to_numeric(ok["C"], errors="coerce").dropna())
+        searched = g["searched"].dropna().iloc[0] if "searched" in g and g["searched"].notna().any() else "C"
+        chosen = " ".join(f"{c:g}" for c in pd.to_numeric(ok["C"], errors="coerce").dropna())
+        row["C_chosen"] = chosen if searched == "C" or not chosen else f"{searched}={chosen}"
         row["empty_features"] = pd.to_numeric(ok["empty_features"], errors="coerce").max() if len(ok) else 0
         row["family"] = g["family"].iloc[0]
         row["n_train"] = g["n_train"].iloc[0]

@@ -1,0 +1,178 @@
+"""The feature stage: fit an extractor per split, transform in parallel (joblib / dask), cache by content.
+
+Given a dataset, an extractor and a split, :func:`split_features` serves the features of the training and
+test images (:class:`Features`), from the on-disk cache (:mod:`featbench.cache`) when it has them. An
+extractor that learns nothing (``spec.fitted`` False) is transformed once per dataset and sliced per
+split; one that learns (a codebook, a network) is fitted on each split's training images only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from tqdm.auto import tqdm
+
+from featbench.cache import FeatureCache, feature_key
+from featbench.datasets import ImageSet
+from featbench.evaluation import Split
+
+__all__ = ["Features", "split_features", "transform_parallel", "parallel_backend", "check_finite",
+           "MIN_PARALLEL_IMAGES", "PROBE_IMAGES", "MIN_PARALLEL_SECONDS"]
+
+# Below this many images, starting worker processes costs more than it saves.
+MIN_PARALLEL_IMAGES = 256
+# Images timed serially first to estimate the cost per image.
+PROBE_IMAGES = 16
+# Below this estimated serial time for the rest, shipping images to workers costs more than it saves
+# (e.g. HOG at well under a millisecond per image): the rest is done serially too.
+MIN_PARALLEL_SECONDS = 1.0
+
+
+@dataclass
+class Features:
+    train: np.ndarray
+    test: np.ndarray
+    fit_s: float
+    extract_ms_per_image: float
+    from_cache: bool
+    info: dict
+
+
+def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCache, full: dict,
+                   n_jobs: int, backend: str, disable_bars: bool | None) -> Features:
+    """Features of ``split``'s training and test images.
+
+    ``full`` is a dict the caller keeps per (dataset, extractor): the whole set's features of an extractor
+    that learns nothing are computed once there and sliced for each split.
+    """
+    if not extractor.spec.fitted:
+        if "X" not in full:
+            key = feature_key(images.fingerprint, extractor)
+            hit = cache.load(key)
+            if hit is not None and hit[0].shape[0] == len(images):
+                full["X"], meta = hit
+                full["cached"] = True
+            else:
+                t0 = time.perf_counter()
+                extractor.fit(images[:0] if len(images) else images)
+                fit_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                X = transform_parallel(extractor, images, n_jobs, backend, disable_bars)
+                extract_s = time.perf_counter() - t0
+                meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1],
+                        "info": extractor.report_info()}
+                cache.save(key, X, meta)
+                full["X"], full["cached"] = X, False
+            full["meta"] = meta
+        X, meta = full["X"], full["meta"]
+        return Features(X[split.train], X[split.test], meta["fit_s"],
+                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"], meta.get("info", {}))
+
+    key = feature_key(images.fingerprint, extractor, split.digest)
+    hit = cache.load(key)
+    n_train = len(split.train)
+    if hit is not None and hit[0].shape[0] == n_train + len(split.test):
+        X, meta = hit
+        cached = True
+    else:
+        train, test = images.subset(split.train), images.subset(split.test)
+        t0 = time.perf_counter()
+        extractor.fit(train, train.labels)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars)
+                            for part in (train, test)])
+        extract_s = time.perf_counter() - t0
+        meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1],
+                "info": extractor.report_info()}
+        cache.save(key, X, meta)
+        cached = False
+    return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached,
+                    meta.get("info", {}))
+
+
+def _transform_chunk(extractor, images, parent_pid: int) -> np.ndarray:
+    if os.getpid() != parent_pid:
+        # A worker process per core already: OpenCV's own thread pool would only oversubscribe them.
+        import cv2
+
+        cv2.setNumThreads(1)
+    return extractor.transform(images)
+
+
+def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky",
+                       disable_bars: bool | None = True) -> np.ndarray:
+    """``extractor.transform(images)`` split over workers in chunks; same result as serial.
+
+    The first :data:`PROBE_IMAGES` images are transformed serially and timed; the rest go
+    to the workers only when their estimated serial time is at least
+    :data:`MIN_PARALLEL_SECONDS` (and there are :data:`MIN_PARALLEL_IMAGES` images or more).
+    """
+    n = len(images)
+    workers = effective_n_jobs(n_jobs) if backend != "dask" else max(2, effective_n_jobs(n_jobs))
+    if workers <= 1 or not extractor.spec.parallel or n < MIN_PARALLEL_IMAGES:
+        return extractor.transform(images)
+    take = images.subset if isinstance(images, ImageSet) else (lambda idx: [images[int(i)] for i in idx])
+    probe = min(PROBE_IMAGES, n)
+    t0 = time.perf_counter()
+    head = np.asarray(extractor.transform(take(np.arange(probe))), dtype=np.float32)
+    per_image = (time.perf_counter() - t0) / probe
+    rest = np.arange(probe, n)
+    if not len(rest):
+        return head
+    if per_image * len(rest) < MIN_PARALLEL_SECONDS:
+        tail = np.asarray(extractor.transform(take(rest)), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate([head, tail], axis=0))
+    chunks = [c for c in np.array_split(rest, min(len(rest), workers * 4)) if len(c)]
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+    parts = parallel(delayed(_transform_chunk)(extractor, take(c), os.getpid()) for c in chunks)
+    return np.ascontiguousarray(np.concatenate([head, *tqdm(
+        parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
+        leave=False, disable=disable_bars)], axis=0), dtype=np.float32)
+
+
+def _warm_worker() -> int:
+    import featbench.extractors  # noqa: F401  (OpenCV, scikit-learn: imported once, before any timing)
+
+    return os.getpid()
+
+
+@contextmanager
+def parallel_backend(name: str, scheduler: str | None, n_jobs: int):
+    if name == "dask":
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:
+            from featbench.errors import ConfigError
+
+            raise ConfigError(
+                "backend 'dask' needs dask.distributed: pip install 'featbench[dask]'"
+            ) from exc
+        client = Client(scheduler) if scheduler else Client(processes=True)
+        try:
+            with parallel_config(backend="dask"):
+                yield
+        finally:
+            client.close()
+    else:
+        with parallel_config(backend=name) if name != "loky" else nullcontext():
+            if name == "loky" and effective_n_jobs(n_jobs) > 1:
+                # Start the worker pool now, so that no extractor's timing includes it.
+                Parallel(n_jobs=n_jobs)(delayed(_warm_worker)() for _ in range(effective_n_jobs(n_jobs)))
+            yield
+
+
+def check_finite(feats: Features, extractor: str) -> None:
+    """Non-finite features fail the cell, naming the extractor: they are never replaced in silence."""
+    bad = [(name, X) for name, X in (("training", feats.train), ("test", feats.test)) if not np.isfinite(X).all()]
+    if bad:
+        parts = []
+        for name, X in bad:
+            rows = int((~np.isfinite(X)).any(axis=1).sum())
+            parts.append(f"{int((~np.isfinite(X)).sum()):,} values in {rows:,} of {len(X):,} {name} images")
+        raise ValueError(f"extractor {extractor!r} returned non-finite features (NaN or inf): {'; '.join(parts)}")

@@ -1,0 +1,136 @@
+"""The task contract: a question asked of the features of one (dataset, extractor, split).
+
+A task is registered by name (:func:`featbench.register_task`, or the entry-point group
+``featbench.tasks``) and configured by a ``[[tasks]]`` table of the experiment file. The runner knows no
+task by name: for every (dataset, extractor, split) it asks each task for its :meth:`Task.cells`,
+skips the finished ones, computes the features once, and calls :meth:`Task.run` for the others. A task
+owns the records it writes (its metrics) and its section of the report (:meth:`Task.report`).
+
+Example
+-------
+.. code-block:: python
+
+    from featbench import register_task
+    from featbench.tasks import Task
+
+    @register_task("centroid")
+    class NearestCentroid(Task):
+        \"\"\"Accuracy of the nearest class mean (a probe with no parameter to search).\"\"\"
+        description = "nearest class mean"
+        metrics = ("accuracy",)
+
+        def run(self, cell, data):
+            means = np.stack([data.train[data.y_train == c].mean(0) for c in range(data.n_classes)])
+            pred = np.argmin(((data.test[:, None] - means[None]) ** 2).sum(-1), axis=1)
+            return {"accuracy": float((pred == data.y_test).mean())}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Task", "Cell", "TaskInput", "ReportContext"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One record a task will write for a (dataset, extractor, split).
+
+    Attributes
+    ----------
+    key : str
+        Distinguishes the task's cells of one (dataset, extractor, split); part of the cell's file name
+        (the classifier label for classification).
+    identity : dict
+        What, beyond dataset, extractor, split and run settings, makes the record what it is; hashed into
+        the cell id (change it and the cell is recomputed).
+    fields : dict
+        Record fields known before anything is computed (e.g. the classifier's label and grid).
+    """
+
+    key: str
+    identity: dict
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class TaskInput:
+    """What a task gets for one (dataset, extractor, split): features and labels, nothing else.
+
+    ``train``/``test`` are float32 ``(n, d)``; ``train_positions``/``test_positions`` are the images'
+    positions in the dataset (for pictures drawn after the run).
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    class_names: list[str]
+    split_id: str
+    split_index: int
+    train_positions: np.ndarray
+    test_positions: np.ndarray
+    seed: int = 0
+    inner_folds: int = 3
+
+
+@dataclass
+class ReportContext:
+    """Where a task's report section may write plots, and the run's information."""
+
+    out_dir: Any
+    run_info: dict
+
+
+class Task:
+    """Base class of evaluation tasks.
+
+    Subclasses set ``description`` and ``metrics`` (record keys; the first is the headline, used to sort
+    and to compare rows), implement :meth:`run`, and may override :meth:`check_params`, :meth:`cells`,
+    :meth:`report` and :meth:`after_run`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: Metric keys of the records, headline first.
+    metrics: ClassVar[tuple[str, ...]] = ()
+    #: True when the task reads the experiment's ``[[classifiers]]``.
+    uses_classifiers: ClassVar[bool] = False
+
+    def __init__(self, label: str, params: dict, classifiers: Sequence[Any] = ()) -> None:
+        self.label = label
+        self.params = dict(params)
+        self.classifiers = list(classifiers)
+
+    @classmethod
+    def check_params(cls, params: dict) -> dict:
+        """Validate the ``[[tasks]]`` table's parameters (without ``name``/``label``); return them with
+        defaults filled in. Raise :class:`~featbench.errors.ConfigError` naming the key and what is accepted."""
+        from featbench.errors import ConfigError
+
+        if params:
+            raise ConfigError(f"task {cls.name!r} takes no parameters, got {', '.join(sorted(params))}")
+        return {}
+
+    def cells(self) -> list[Cell]:
+        """The records this task writes for each (dataset, extractor, split); one by default."""
+        return [Cell(key=self.label, identity={"task": [self.name, self.params]}, fields={})]
+
+    def run(self, cell: Cell, data: TaskInput) -> dict:
+        """The metrics of ``cell`` computed from ``data`` (a dict of JSON-serialisable values)."""
+        raise NotImplementedError
+
+    @classmethod
+    def report(cls, dataset: str, results: pd.DataFrame, ctx: ReportContext) -> list[str]:
+        """Markdown lines of this task's section for one dataset; ``results`` are its rows (all splits)."""
+        return []
+
+    def after_run(self, out_dir: Any, records: list[dict], datasets: dict) -> None:
+        """Called once at the end of a run with every record of this task and the datasets by label
+        (``ImageSet``), e.g. to draw pictures of images; the report links what it writes."""

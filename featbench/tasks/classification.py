@@ -1,0 +1,147 @@
+"""The ``classification`` task: accuracy of a classifier whose parameter (C, k) is searched on the training part.
+
+For each ``[[classifiers]]`` table the features of the training images fit the classifier, with its
+parameter chosen by an inner stratified cross-validation on the training part only; the test images are
+predicted once. Records: accuracy, balanced accuracy, macro F1, the confusion matrix, the chosen value,
+the costs, and the predicted class of every test image (for paired significance tests between rows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from featbench.classifiers import fit_with_search
+from featbench.evaluation import classification_metrics
+from featbench.registry import CLASSIFIERS, register_task
+from featbench.reporting.format import fmt, fmt_count, significance_columns, slug
+from featbench.tasks.base import Cell, ReportContext, Task, TaskInput
+
+__all__ = ["Classification", "encode_labels", "decode_labels"]
+
+
+def encode_labels(labels: np.ndarray) -> str:
+    """Class indices as a compact string (``"3 0 7 ..."``), kept in a cell record."""
+    return " ".join(map(str, np.asarray(labels, dtype=np.int64).tolist()))
+
+
+def decode_labels(text: str) -> np.ndarray:
+    """The inverse of :func:`encode_labels`."""
+    return np.array(text.split(), dtype=np.int64) if isinstance(text, str) and text else np.zeros(0, np.int64)
+
+
+@register_task("classification")
+class Classification(Task):
+    """Accuracy of each ``[[classifiers]]`` table, its parameter chosen by inner cross-validation.
+
+    The inner search is a stratified k-fold (``[run] inner_folds``) on the training part of the split;
+    the chosen value refits on the whole training part; the test part is predicted once [1]_.
+
+    References
+    ----------
+    .. [1] Hastie, T., Tibshirani, R., Friedman, J. (2009). The Elements of Statistical Learning, 2nd ed.,
+           section 7.10 (cross-validation; the test set is used once, for the final estimate).
+    """
+
+    description = "accuracy of a classifier whose C (or k) is chosen by inner cross-validation"
+    metrics = ("accuracy", "balanced_accuracy", "f1_macro")
+    uses_classifiers: ClassVar[bool] = True
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for ccfg in self.classifiers:
+            # the payload of records written before tasks existed, so that their cells stay valid
+            identity = {"classifier": [ccfg.name, list(ccfg.grid)] + ([ccfg.scale] if ccfg.scale != "standard" else [])}
+            fields = {"classifier": ccfg.label, "classifier_name": ccfg.name, "C_grid": json.dumps(list(ccfg.grid))}
+            out.append(Cell(key=ccfg.label, identity=identity, fields=fields))
+        return out
+
+    def run(self, cell: Cell, data: TaskInput) -> dict:
+        ccfg = next(c for c in self.classifiers if c.label == cell.key)
+        clf = CLASSIFIERS.get(ccfg.name)()
+        t0 = time.perf_counter()
+        model, chosen = fit_with_search(clf, data.train, data.y_train, ccfg.grid, inner_folds=data.inner_folds,
+                                        random_state=data.seed, scale=ccfg.scale)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        y_pred = model.predict(data.test)
+        predict_s = time.perf_counter() - t0
+        m = classification_metrics(data.y_test, y_pred, data.n_classes)
+        return {
+            "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"],
+            "f1_macro": m["f1_macro"],
+            "confusion": json.dumps(m["confusion"]),
+            "class_names": json.dumps(data.class_names),
+            "C": chosen,
+            **({"searched": ccfg.param} if ccfg.param != "C" else {}),
+            "classifier_fit_s": round(fit_s, 4),
+            "predict_ms_per_image": round(1000 * predict_s / max(len(data.y_test), 1), 5),
+            "predictions": encode_labels(y_pred),
+            "test_labels": encode_labels(data.y_test),
+        }
+
+    @classmethod
+    def report(cls, dataset: str, results: pd.DataFrame, ctx: ReportContext) -> list[str]:
+        from featbench.reporting.plots import accuracy_vs_time, confusion_plot
+        from featbench.reporting.tables import summary_table
+
+        summary = summary_table(results)
+        out = ctx.out_dir
+        s = slug(dataset)
+        lines = []
+        ok = summary[summary["status"] == "ok"].sort_values(["accuracy_mean", "extract_ms_per_image"],
+                                                            ascending=[False, True])
+        sig = significance_columns(results, "accuracy", ["extractor", "weights", "classifier"])
+        deep = bool(pd.to_numeric(ok["n_params"], errors="coerce").notna().any())
+        header = ["#", "extractor", "weights", "classifier", "accuracy", "p vs best", "balanced acc.", "macro F1",
+                  "dim", *(["params", "GFLOPs/img"] if deep else []),
+                  "extract ms/img", "images/s", "extractor fit s", "classifier fit s", "predict ms/img", "chosen"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        for i, (_, row) in enumerate(ok.iterrows(), 1):
+            p, tied = sig.get((row["extractor"], row["weights"], row["classifier"]), ("—", False))
+            lines.append("| " + " | ".join([
+                str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
+                f"{'**' if tied else ''}{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}{'**' if tied else ''}",
+                p, f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", fmt_count(row["dim"]),
+                *([fmt_count(row["n_params"]), fmt(row["gflops_per_image"])] if deep else []),
+                fmt(row["extract_ms_per_image"]), fmt(row["images_per_s"]), fmt(row["extractor_fit_s"]),
+                fmt(row["classifier_fit_s"]), fmt(row["predict_ms_per_image"]), row["C_chosen"],
+            ]) + " |")
+        if sig:
+            lines += ["", "**Bold**: statistically tied with the best row (p ≥ 0.05; *p vs best*: Nadeau–Bengio "
+                      "corrected resampled t-test over the splits, exact McNemar test on a single split)."]
+        bad = summary[summary["status"] != "ok"]
+        if not bad.empty:
+            lines += ["", "Not measured:", ""]
+            for _, row in bad.iterrows():
+                lines.append(f"- `{row['extractor']}` + {row['classifier']}: {row['status']}")
+        empty = ok[pd.to_numeric(ok["empty_features"], errors="coerce") > 0]
+        if not empty.empty:
+            lines += ["", "Images whose feature vector is all zeros (e.g. no keypoints found), per split:", ""]
+            for _, row in empty.drop_duplicates("extractor").iterrows():
+                lines.append(f"- `{row['extractor']}`: up to {int(row['empty_features'])} of "
+                             f"{int(row['n_train']) + int(row['n_test'])}")
+        time_plot = accuracy_vs_time(summary, f"{dataset}: accuracy vs extraction cost",
+                                     out / "plots" / f"{s}_accuracy_vs_time.png").relative_to(out)
+        lines += ["", f"![{dataset}: accuracy vs extraction time]({time_plot.as_posix()})"]
+        if not ok.empty:
+            best = ok.iloc[0]
+            rows = results[(results["extractor"] == best["extractor"]) & (results["classifier"] == best["classifier"])
+                           & (results["weights"] == best["weights"]) & (results["status"] == "ok")]
+            matrix = np.sum([np.array(json.loads(c)) for c in rows["confusion"]], axis=0)
+            names = json.loads(rows["class_names"].iloc[0])
+            path = confusion_plot(matrix, names, f"{dataset}: {best['extractor']} + {best['classifier']} "
+                                  "(summed over splits)", out / "plots" / f"{s}_confusion.png").relative_to(out)
+            lines += ["", f"Best row: `{best['extractor']}` + {best['classifier']}. Confusion matrix summed over "
+                      "splits (rows: true class, columns: predicted):", "",
+                      f"![{dataset} confusion matrix]({path.as_posix()})", ""]
+            lines.append("| true \\ predicted | " + " | ".join(names) + " |")
+            lines.append("|---|" + "|".join("---" for _ in names) + "|")
+            for name, r in zip(names, matrix):
+                lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in r) + " |")
+        return lines
