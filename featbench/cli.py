@@ -1,4 +1,4 @@
-"""Command line: ``featbench run / list / report``.
+"""Command line: ``featbench run / list / report / perf``.
 
 Errors in the user's input print one line and exit with code 2; ``--debug``
 shows the traceback too.
@@ -46,8 +46,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
 
-    p = sub.add_parser("list", help="list registered extractors, datasets or classifiers")
-    p.add_argument("kind", nargs="?", default="all", choices=["extractors", "datasets", "classifiers", "all"])
+    p = sub.add_parser("list", help="list registered extractors, datasets, classifiers or tasks")
+    p.add_argument("kind", nargs="?", default="all", choices=["extractors", "datasets", "classifiers", "tasks", "all"])
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'h*'")
 
     p = sub.add_parser("perf", help="speed and memory benchmarks against references measured in the same run")
@@ -127,10 +127,10 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from featbench.registry import CLASSIFIERS, DATASETS, EXTRACTORS
+    from featbench.registry import CLASSIFIERS, DATASETS, EXTRACTORS, TASKS
 
-    kinds = ["extractors", "datasets", "classifiers"] if args.kind == "all" else [args.kind]
-    registries = {"extractors": EXTRACTORS, "datasets": DATASETS, "classifiers": CLASSIFIERS}
+    kinds = ["extractors", "datasets", "classifiers", "tasks"] if args.kind == "all" else [args.kind]
+    registries = {"extractors": EXTRACTORS, "datasets": DATASETS, "classifiers": CLASSIFIERS, "tasks": TASKS}
     for kind in kinds:
         reg = registries[kind]
         rows = []
@@ -159,6 +159,8 @@ def _describe(kind: str, obj) -> tuple[str, str, str]:
         return spec.family, spec.description, avail
     if kind == "classifiers":
         return obj.family, obj.description, "available"
+    if kind == "tasks":
+        return "task", obj.description, "available"
     doc = (obj.__doc__ or "").strip().splitlines()
     return "dataset", doc[0] if doc else "", "available"
 
