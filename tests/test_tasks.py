@@ -1,0 +1,278 @@
+"""Issue 9: the task stage — plugin tasks, classification unchanged, retrieval through the runner, the kNN
+classifier, and significance marks in the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featbench import run
+from featbench.classifiers import WeightedKNN, WeightedKNNClassifier, fit_with_search
+from featbench.cli import main
+from featbench.config import parse_experiment, tomllib  # tomllib, or tomli before Python 3.11
+from featbench.errors import ConfigError
+from featbench.evaluation.retrieval import retrieval_scores
+from featbench.reporting import write_reports
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = """
+name = "small"
+[protocol]
+repeats = 2
+test_size = 0.3
+[[datasets]]
+name = "digits"
+limit_per_class = 20
+[[extractors]]
+name = "pixels"
+size = 8
+[[classifiers]]
+name = "logreg"
+C = [0.1, 1.0]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(textwrap.dedent(text))
+    return cfg
+
+
+# -- a task shipped as a real entry point ------------------------------------------------------
+CENTROID = '''
+import numpy as np
+from featbench.tasks import Task
+
+
+class NearestCentroid(Task):
+    """Accuracy of the nearest class mean.
+
+    References
+    ----------
+    .. [1] Tibshirani et al. 2002 (nearest shrunken centroids), without the shrinking.
+    """
+    description = "nearest class mean (plugin)"
+    metrics = ("accuracy",)
+
+    def run(self, cell, data):
+        means = np.stack([data.train[data.y_train == c].mean(0) for c in range(data.n_classes)])
+        pred = np.argmin(((data.test[:, None] - means[None]) ** 2).sum(-1), axis=1)
+        return {"accuracy": float((pred == data.y_test).mean())}
+'''
+
+
+def test_entry_point_task_is_listed_and_runs_and_a_broken_one_breaks_nothing(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "fb_centroid.py").write_text(CENTROID)
+    info = site / "fb_centroid-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fb_centroid\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[featbench.tasks]\ncentroid = fb_centroid:NearestCentroid\n"
+                                           "broken-task = fb_no_such_module:Task\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+           "FEATBENCH_CACHE": str(tmp_path / "cache")}
+    listed = subprocess.run([sys.executable, "-m", "featbench", "list", "tasks"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    lines = {ln.split()[0]: ln for ln in listed.stdout.splitlines() if ln.strip()}
+    assert "nearest class mean (plugin)" in lines["centroid"] and "available" in lines["centroid"]
+    assert "unavailable" in lines["broken-task"] and "fb_no_such_module" in lines["broken-task"]
+    assert "available" in lines["classification"] and "available" in lines["retrieval"]
+
+    cfg = _write(tmp_path, SMALL.replace("[[classifiers]]", '[[tasks]]\nname = "centroid"\n[[tasks]]\n'
+                                         'name = "classification"\n[[classifiers]]'))
+    ran = subprocess.run([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    res = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(set(res["task"])) == ["centroid", "classification"]
+    assert (res["status"] == "ok").all()
+    centroid = res[res["task"] == "centroid"]
+    assert len(centroid) == 2 and (centroid["accuracy"] > 0.5).all()  # chance is 0.1
+    assert "### centroid" in (tmp_path / "out" / "report.md").read_text()
+
+
+# -- classification as before ----------------------------------------------------------------------------
+def test_experiments_without_tasks_keep_their_cells(tmp_path):
+    """An experiment file written before tasks runs one classification task, and its cells keep the ids
+    (and file names) that records written before tasks existed have: the same hash payload."""
+    from featbench import load_dataset
+    from featbench.evaluation import make_splits
+    from featbench.version import __version__
+
+    exp = parse_experiment({"name": "x", "protocol": {"repeats": 2, "test_size": 0.3},
+                            "datasets": [{"name": "digits", "limit_per_class": 20}],
+                            "extractors": [{"name": "pixels", "size": 8}],
+                            "classifiers": [{"name": "logreg", "C": [0.1, 1.0]},
+                                            {"name": "rbf-svm", "label": "rbf-raw", "scale": "none"}]})
+    assert [t.name for t in exp.tasks] == ["classification"]
+    result = run(exp, tmp_path / "out")
+    images = load_dataset("digits", limit_per_class=20)
+    splits = make_splits(images.labels, exp.datasets[0].protocol, None)
+    expected = []
+    for split in splits:
+        for clf, payload in (("logreg", ["logreg", [0.1, 1.0]]), ("rbf-raw", ["rbf-svm", [1.0, 10.0, 100.0], "none"])):
+            old = {"featbench": __version__, "dataset": ["digits", {"limit_per_class": 20}, images.fingerprint],
+                   "extractor": ["pixels", {"size": 8}], "classifier": payload, "split": split.digest,
+                   "inner_folds": 3, "seed": 0}  # the payload of the cell ids written before tasks existed
+            cid = hashlib.sha256(json.dumps(old, sort_keys=True, default=repr).encode()).hexdigest()
+            expected.append(f"digits__pixels-size-8__{clf}__{split.id}__{cid[:10]}.json")
+    assert sorted(p.name for p in (tmp_path / "out" / "cells").glob("*.json")) == sorted(expected)
+    assert {r["task"] for r in result.records} == {"classification"}
+
+
+# -- retrieval through the runner -----------------------------------------------------------------------------
+def test_retrieval_task_records_equal_the_metrics_of_the_same_features(tmp_path):
+    from featbench import create_extractor, load_dataset
+    from featbench.evaluation import make_splits
+
+    cfg = _write(tmp_path, SMALL + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "retrieval"\n'
+                                   '[[tasks]]\nname = "retrieval"\nlabel = "retrieval-whitened"\nwhiten = true\n')
+    result = run(cfg, tmp_path / "out")
+    recs = [r for r in result.records if r["task_name"] == "retrieval"]
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
+    images = load_dataset("digits", limit_per_class=20)
+    X = create_extractor("pixels", size=8).fit(images).transform(images)
+    exp = parse_experiment({"protocol": {"repeats": 2, "test_size": 0.3}, "datasets": [{"name": "digits"}],
+                            "extractors": [{"name": "pixels"}], "classifiers": [{"name": "logreg"}]})
+    splits = make_splits(images.labels, exp.protocol, None)
+    y = images.labels
+    for r in recs:
+        split = next(s for s in splits if s.id == r["split"])
+        want = retrieval_scores(X[split.train], y[split.train], X[split.test], y[split.test],
+                                whiten=r["task"] == "retrieval-whitened").summary()
+        for m in ("mAP", "recall@1", "recall@5", "recall@10", "precision@10"):
+            assert r[m] == pytest.approx(want[m], abs=1e-9), m
+    assert {r["classifier"] for r in recs} == {"cosine", "cosine+whitening"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### retrieval" in report and "### retrieval-whitened" in report and "| mAP |" in report
+    assert (tmp_path / "out" / "plots" / "digits_retrieval.png").is_file()
+    picture = json.loads(next(r for r in recs if r["split"] == splits[0].id)["picture"])
+    assert len(picture["queries"]) == 4 and all(len(t) == 5 for t in picture["top"])
+    assert all(images.labels[q] == c for q, c in zip(picture["queries"], picture["query_labels"]))
+
+
+@pytest.mark.parametrize("table, expect", [
+    ('[[tasks]]\nname = "retrieval"\nwhiten = "yes"\n', r"\[\[tasks\]\] #1 \(retrieval\): whiten must be true or false"),
+    ('[[tasks]]\nname = "retrieval"\nwhitening = true\n', r"unknown key 'whitening' for task 'retrieval'; accepted: whiten"),
+    ('[[tasks]]\nname = "retreival"\n', r"unknown task 'retreival'; did you mean 'retrieval'"),
+    ('[[tasks]]\nname = "retrieval"\n', r"\[\[classifiers\]\] are given but no task uses them"),
+])
+def test_task_table_errors_are_one_line(tmp_path, capsys, table, expect):
+    cfg = _write(tmp_path, SMALL + table)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(expect, err), err
+
+
+# -- the kNN classifier ------------------------------------------------------------------------------------
+def test_weighted_knn_votes_by_exp_similarity_over_temperature():
+    """Hand-worked: a query at 0°, neighbours at 0° (class 0), 60° and 90° (class 1); with k = 3 the votes are
+    exp(1/T) for class 0 against exp(0.5/T) + exp(0/T) for class 1."""
+    X = np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    y = np.array([0, 1, 1, 1])
+    for T in (0.07, 1.0, 10.0):
+        knn = WeightedKNNClassifier(k=3, temperature=T).fit(X * 5.0, y)  # scale does not matter: cosine
+        proba = knn.predict_proba(np.array([[2.0, 0.0]]))
+        votes = np.array([np.exp(1 / T), np.exp(0.5 / T) + np.exp(0.0)])
+        np.testing.assert_allclose(proba[0], votes / votes.sum(), rtol=1e-5)
+    # T = 0.07: the one close neighbour outvotes two far ones; T = 10: nearly equal weights, two beat one
+    assert WeightedKNNClassifier(k=3, temperature=0.07).fit(X, y).predict([[1.0, 0.0]])[0] == 0
+    assert WeightedKNNClassifier(k=3, temperature=10.0).fit(X, y).predict([[1.0, 0.0]])[0] == 1
+    # labels are returned as given
+    assert set(WeightedKNNClassifier(k=1).fit(X, np.array(["a", "b", "b", "b"])).predict(X)) <= {"a", "b"}
+
+
+def test_knn_searches_k_on_the_training_part():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (40, 5)) + 3 * np.eye(5)[0], rng.normal(0, 1, (40, 5)) - 3 * np.eye(5)[0]])
+    y = np.repeat([0, 1], 40)
+    model, k = fit_with_search(WeightedKNN(), X, y, [1, 5, 15], scale=WeightedKNN.default_scale)
+    assert k in (1, 5, 15) and isinstance(k, int)
+    assert (model.predict(X) == y).mean() > 0.95
+
+
+@pytest.mark.parametrize("table, expect", [
+    ('name = "knn"\nk = [0]', r"k must be a positive integer"),
+    ('name = "knn"\nk = [2.5]', r"k must be a positive integer"),
+    ('name = "knn"\nC = [1.0]', r"unknown key 'C' in a knn classifier table"),
+    ('name = "logreg"\nk = [5]', r"unknown key 'k' in a logreg classifier table"),
+])
+def test_knn_table_errors(table, expect):
+    data = {"datasets": [{"name": "digits"}], "extractors": [{"name": "pixels"}],
+            "classifiers": [tomllib.loads(table)]}
+    with pytest.raises(ConfigError, match=expect):
+        parse_experiment(data)
+
+
+def test_knn_runs_in_an_experiment_and_reports_the_chosen_k(tmp_path):
+    cfg = _write(tmp_path, SMALL + '[[classifiers]]\nname = "knn"\nk = [3, 7]\n')
+    result = run(cfg, tmp_path / "out")
+    knn = [r for r in result.records if r["classifier"] == "knn"]
+    assert len(knn) == 2 and all(r["status"] == "ok" and r["C"] in (3, 7) and r["accuracy"] > 0.8 for r in knn)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary.loc[summary["classifier"] == "knn", "C_chosen"].iloc[0].startswith("k=")
+
+
+# -- significance in the report ------------------------------------------------------------------------------------
+def _records(extractor: str, correct_per_split: list[int], n_test: int = 100) -> list[dict]:
+    recs = []
+    for i, n_right in enumerate(correct_per_split):
+        truth = np.arange(n_test) % 10
+        pred = truth.copy()
+        pred[n_right:] = (pred[n_right:] + 1) % 10
+        recs.append({"dataset": "toy", "task": "classification", "task_name": "classification", "extractor": extractor,
+                     "weights": "", "classifier": "logreg", "split": f"holdout-{i}", "status": "ok",
+                     "accuracy": n_right / n_test, "balanced_accuracy": n_right / n_test, "f1_macro": n_right / n_test,
+                     "C": 1.0, "dim": 4, "n_train": 300, "n_test": n_test, "n_images": 400, "n_classes": 10,
+                     "skipped_images": 0, "empty_features": 0, "extract_ms_per_image": 0.1, "images_per_s": 1e4,
+                     "extractor_fit_s": 0.0, "classifier_fit_s": 0.1, "predict_ms_per_image": 0.01,
+                     "confusion": json.dumps(np.eye(10, dtype=int).tolist()),
+                     "class_names": json.dumps([str(c) for c in range(10)]), "cell_id": f"{extractor}-{i}",
+                     "predictions": " ".join(map(str, pred)), "test_labels": " ".join(map(str, truth))})
+    return recs
+
+
+def _row(report: str, extractor: str) -> list[str]:
+    line = next(ln for ln in report.splitlines() if ln.startswith("| ") and f"`{extractor}`" in ln)
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
+def test_extractors_one_image_apart_on_a_few_splits_are_reported_as_tied(tmp_path):
+    """a and b differ by one test image (of 100) on 3 of 5 splits: tied (corrected t-test p = 0.21); c is 10
+    points lower everywhere: not tied."""
+    records = (_records("a", [90, 85, 88, 91, 87]) + _records("b", [89, 85, 87, 91, 86])
+               + _records("c", [80, 76, 77, 82, 78]))
+    write_reports(tmp_path, records, {"name": "toy"})
+    report = (tmp_path / "report.md").read_text()
+    a, b, c = _row(report, "a"), _row(report, "b"), _row(report, "c")
+    assert a[4].startswith("**") and a[5] == "best"
+    assert b[4].startswith("**") and float(b[5]) >= 0.05
+    assert not c[4].startswith("**") and (c[5] == "< 0.001" or float(c[5]) < 0.05)
+
+
+def test_single_split_uses_mcnemar_on_the_kept_predictions(tmp_path):
+    records = _records("a", [90]) + _records("b", [89]) + _records("c", [60])
+    write_reports(tmp_path, records, {"name": "toy"})
+    report = (tmp_path / "report.md").read_text()
+    assert _row(report, "b")[5] == "1.000" and _row(report, "b")[4].startswith("**")  # 1 discordant image
+    assert _row(report, "c")[5] == "< 0.001"  # 30 discordant images, all one way: p = 2 / 2**30
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert "predictions" not in results.columns  # kept in the cells, not in the CSV
