@@ -16,8 +16,9 @@ __all__ = ["write_reports", "render_markdown", "results_table", "summary_table",
            "TIMING_COLUMNS"]
 
 
-#: Record fields kept in the cells (for paired tests) but left out of ``results.csv``: one number per test image.
-CELL_ONLY_COLUMNS = ("predictions", "test_labels")
+#: Record fields kept in the cells but left out of ``results.csv``: one number per test image (for paired
+#: tests), and the retrieval picture's image positions.
+CELL_ONLY_COLUMNS = ("predictions", "test_labels", "picture")
 
 
 def write_reports(out_dir: str | Path, records: list[dict], run_info: dict) -> dict[str, Path]:

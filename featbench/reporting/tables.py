@@ -33,7 +33,8 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     for col in RESULT_COLUMNS:
         if col not in df.columns:
             df[col] = pd.NA
-    extra = [c for c in df.columns if c not in RESULT_COLUMNS]
+    # sorted: a record read back from its cell and one just computed list their keys in different orders
+    extra = sorted(c for c in df.columns if c not in RESULT_COLUMNS)
     df = df[RESULT_COLUMNS + extra]
     df["weights"] = df["weights"].fillna("")
     # records written before tasks existed are classification records
