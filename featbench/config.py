@@ -35,6 +35,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import inspect
+import json
 import math
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -236,6 +237,11 @@ def parse_experiment(
     classifiers = [_classifier(c, f"{where} [[classifiers]] #{i + 1}")
                    for i, c in enumerate(_tables(data, "classifiers", where))]
     tasks = [_task(t, f"{where} [[tasks]] #{i + 1}") for i, t in enumerate(_tables(data, "tasks", where))]
+    asked = [json.dumps([t.name, t.params], sort_keys=True, default=repr) for t in tasks]
+    for i, a in enumerate(asked):
+        if asked.index(a) != i:
+            raise ConfigError(f"{where}: [[tasks]] #{asked.index(a) + 1} and #{i + 1} ask the same question "
+                              f"({tasks[i].name} with the same parameters); remove one")
     if not tasks:  # every experiment written before tasks existed: today's classification
         tasks = [TaskConfig("classification", "classification", {})]
     needs_classifiers = any(_lookup(TASKS, t.name, where).uses_classifiers for t in tasks)
@@ -300,6 +306,8 @@ def _classifier(c: dict, w: str) -> ClassifierConfig:
 def _task(t: dict, w: str) -> TaskConfig:
     tname = _required_str(t, "name", w)
     cls = _lookup(TASKS, tname, w)
+    if not getattr(cls, "name", ""):  # an entry point's class: its registered name is its name
+        cls.name = tname
     params = {k: v for k, v in t.items() if k not in ("name", "label")}
     try:
         params = cls.check_params(params)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -37,7 +38,6 @@ from featbench.evaluation import Split, make_splits, peak_rss_mb
 from featbench.features import Features, check_finite, parallel_backend, split_features
 from featbench.records import check_output_dir, read_cell, write_cell
 from featbench.registry import TASKS, create_extractor
-from featbench.reporting.format import slug
 from featbench.tasks.base import Cell, TaskInput
 from featbench.version import __version__
 
@@ -134,8 +134,10 @@ def run(
                                             f"{split.id}__{cell_id[:10]}.json")
                         order.append(path.name)
                         old = read_cell(path) if skip_existing else None
-                        if old is not None and old.get("status") == "ok" and old.get("cell_id") == cell_id:
-                            slots[path.name] = old
+                        if (old is not None and old.get("status") == "ok" and old.get("cell_id") == cell_id
+                                and task.reusable(old)):
+                            # what the current experiment names (a task's label) follows the experiment
+                            slots[path.name] = {**old, "task": task.label, "task_name": task.name, **cell.fields}
                             reused += 1
                             bar.update(1)
                         else:
@@ -298,7 +300,8 @@ def _cell_id(fingerprint: str, dcfg, ecfg: ExtractorConfig, cell: Cell, split: S
 
 
 def _slug(text: str) -> str:
-    return slug(text)
+    # cell file names: as before tasks existed, so that finished cells are found again
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "x"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -276,3 +276,83 @@ def test_single_split_uses_mcnemar_on_the_kept_predictions(tmp_path):
     assert _row(report, "c")[5] == "< 0.001"  # 30 discordant images, all one way: p = 2 / 2**30
     results = pd.read_csv(tmp_path / "results.csv")
     assert "predictions" not in results.columns  # kept in the cells, not in the CSV
+
+
+def test_p_vs_best_compares_only_with_rows_the_table_shows(tmp_path):
+    """A row with a failed split is listed under "Not measured", so it cannot be the reference."""
+    hidden = _records("a", [99, 98, 97])
+    hidden[2] = {**hidden[2], "status": "failed: MemoryError: out of memory", "accuracy": None}
+    write_reports(tmp_path, hidden + _records("b", [90, 91, 92]) + _records("c", [89, 90, 90]), {"name": "toy"})
+    report = (tmp_path / "report.md").read_text()
+    assert _row(report, "b")[5] == "best" and _row(report, "b")[0] == "1"
+    assert "`a` + logreg: failed: MemoryError" in report
+
+
+def test_tasks_never_share_cells(tmp_path):
+    from featbench import register_task
+    from featbench.registry import TASKS
+    from featbench.tasks.classification import Classification
+
+    with pytest.raises(ConfigError, match=r"\[\[tasks\]\] #1 and #2 ask the same question"):
+        parse_experiment({"datasets": [{"name": "digits"}], "extractors": [{"name": "pixels"}],
+                          "classifiers": [{"name": "logreg"}],
+                          "tasks": [{"name": "classification"}, {"name": "classification", "label": "again"}]})
+
+    @register_task("test-classification-too")
+    class Again(Classification):
+        """The same question under another name: a different task, so different cells."""
+
+    try:
+        cfg = _write(tmp_path, SMALL + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "test-classification-too"\n')
+        result = run(cfg, tmp_path / "out")
+    finally:
+        TASKS.unregister("test-classification-too")
+    assert len(result.records) == 4 and len({r["cell_id"] for r in result.records}) == 4
+    assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 4
+    assert sorted({r["task"] for r in result.records}) == ["classification", "test-classification-too"]
+
+
+def test_a_reused_cell_takes_the_tasks_current_label(tmp_path):
+    run(_write(tmp_path, SMALL), tmp_path / "out")
+    again = run(_write(tmp_path, SMALL + '[[tasks]]\nname = "classification"\nlabel = "accuracy"\n'), tmp_path / "out")
+    assert again.reused == 2 and {r["task"] for r in again.records} == {"accuracy"}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### " not in report  # one task, one section
+
+
+def test_a_plugin_tasks_metrics_reach_the_summary_and_a_default_section(tmp_path):
+    from featbench import register_task
+    from featbench.registry import TASKS
+    from featbench.tasks import Task
+
+    @register_task("test-mean-norm")
+    class MeanNorm(Task):
+        """Mean L2 norm of the test features (a task with its own metric and no report of its own)."""
+
+        description = "mean norm"
+        metrics = ("mean_norm",)
+
+        def run(self, cell, data):
+            return {"mean_norm": float(np.linalg.norm(data.test, axis=1).mean())}
+
+    try:
+        cfg = _write(tmp_path, SMALL + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "test-mean-norm"\n')
+        run(cfg, tmp_path / "out")
+    finally:
+        TASKS.unregister("test-mean-norm")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    norms = summary.loc[summary["task"] == "test-mean-norm", "mean_norm_mean"]
+    assert len(norms) == 1 and norms.iloc[0] > 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    section = report.split("### test-mean-norm")[1]
+    assert "| extractor | weights | classifier | mean_norm | splits |" in section and "`pixels(size=8)`" in section
+
+
+def test_two_retrieval_tasks_draw_two_pictures(tmp_path):
+    cfg = _write(tmp_path, SMALL.split("[[classifiers]]")[0] + '[[tasks]]\nname = "retrieval"\n[[tasks]]\n'
+                 'name = "retrieval"\nlabel = "whitened"\nwhiten = true\n')
+    run(cfg, tmp_path / "out")
+    plots = tmp_path / "out" / "plots"
+    assert (plots / "digits_retrieval.png").is_file() and (plots / "digits_whitened.png").is_file()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "plots/digits_retrieval.png" in report and "plots/digits_whitened.png" in report

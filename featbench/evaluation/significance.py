@@ -25,14 +25,15 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-__all__ = ["Comparison", "compare_with_best", "corrected_resampled_ttest", "mcnemar_exact"]
+__all__ = ["Comparison", "compare_with_best", "corrected_resampled_ttest", "mcnemar_exact", "significance_columns"]
 
 TEST_T = "corrected t"
 TEST_MCNEMAR = "McNemar"
@@ -344,4 +345,52 @@ def compare_with_best(
             continue
         p = mcnemar_exact(ca, cb)
         out[key] = Comparison(best, p, TEST_MCNEMAR, 1, p >= alpha, diff)
+    return out
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def significance_columns(results: pd.DataFrame, metric: str, keys: Sequence[str], order: Sequence[tuple],
+                         higher_is_better: bool = True) -> dict[tuple, tuple[str, bool]]:
+    """For one dataset's records of one task: row key → (*p vs best* text, tied with the best).
+
+    ``order`` lists the rows a table shows, best first; only they are compared, each with the first
+    (:func:`compare_with_best`, on the splits both have): the corrected resampled t-test over two or more
+    splits, the exact McNemar test on the per-image correctness of a single split (from the records'
+    ``predictions`` and ``test_labels``).
+    """
+    ok = results[results["status"] == "ok"]
+    if ok.empty or not len(order):
+        return {}
+    scores: dict[tuple, dict[str, float]] = {}
+    correct: dict[tuple, dict[str, np.ndarray]] = {}
+    n_train: dict[str, int] = {}
+    n_test: dict[str, int] = {}
+    groups = {k: g for k, g in ok.groupby(list(keys), sort=False, dropna=False)}
+    for key in order:
+        g = groups.get(tuple(key))
+        if g is None:
+            continue
+        key = tuple(key)
+        scores[key] = {str(r["split"]): float(r[metric]) for _, r in g.iterrows()}
+        for _, r in g.iterrows():
+            n_train[str(r["split"])] = int(r["n_train"])
+            n_test[str(r["split"])] = int(r["n_test"])
+            pred, true = r.get("predictions"), r.get("test_labels")
+            if isinstance(pred, str) and isinstance(true, str):
+                p = np.array(pred.split(), dtype=np.int64)
+                t = np.array(true.split(), dtype=np.int64)
+                if len(p) == len(t):
+                    correct.setdefault(key, {})[str(r["split"])] = p == t
+    out = {}
+    for key, c in compare_with_best(scores, n_train=n_train, n_test=n_test, correct=correct or None,
+                                    higher_is_better=higher_is_better).items():
+        if c.test == "best":
+            out[key] = ("best", True)
+        elif math.isnan(c.p):
+            out[key] = ("—", False)
+        else:
+            out[key] = (_p_text(c.p), bool(c.tied))
     return out

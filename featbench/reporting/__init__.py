@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ from featbench.errors import FeatbenchError
 from featbench.registry import TASKS
 from featbench.reporting.tables import RESULT_COLUMNS, TIMING_COLUMNS, results_table, summary_table
 from featbench.tasks.base import ReportContext
+
+log = logging.getLogger("featbench")
 
 __all__ = ["write_reports", "render_markdown", "results_table", "summary_table", "RESULT_COLUMNS",
            "TIMING_COLUMNS"]
@@ -25,7 +28,7 @@ def write_reports(out_dir: str | Path, records: list[dict], run_info: dict) -> d
     """Write every report of a run into ``out_dir``; returns the paths by kind."""
     out = Path(out_dir)
     results = results_table(records)
-    summary = summary_table(results)
+    summary = summary_table(results, _task_metrics(results))
     paths = {
         "results": atomic_write_text(out / "results.csv", results.drop(
             columns=[c for c in CELL_ONLY_COLUMNS if c in results.columns]).to_csv(index=False)),
@@ -34,6 +37,17 @@ def write_reports(out_dir: str | Path, records: list[dict], run_info: dict) -> d
     paths["report"] = atomic_write_text(out / "report.md", render_markdown(results, run_info, out))
     paths["run"] = atomic_write_json(out / "run.json", run_info)
     return paths
+
+
+def _task_metrics(results: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics the run's tasks declare (a plugin task's own ones among them)."""
+    out: list[str] = []
+    for name in dict.fromkeys(results["task_name"]):
+        try:
+            out += [m for m in TASKS.get(name).metrics if m not in out]
+        except FeatbenchError:  # not installed where the report is rewritten: its columns stay in results.csv
+            pass
+    return tuple(out)
 
 
 def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str:
@@ -90,6 +104,9 @@ def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str
                 section = TASKS.get(name).report(dataset, rows, ctx)
             except FeatbenchError as exc:  # a plugin task that is not installed where the report is rewritten
                 section = [f"(no report section: {exc})"]
+            except Exception as exc:  # a plugin task's section must not lose the rest of the report
+                log.warning("the report section of task %r failed", task, exc_info=True)
+                section = [f"(no report section: {type(exc).__name__}: {' '.join(str(exc).split())})"]
             lines += [*section, ""]
     lines += ["Per-split rows: [results.csv](results.csv); means: [summary.csv](summary.csv); "
               "configuration, versions and machine: [run.json](run.json).", ""]

@@ -44,9 +44,13 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     return df
 
 
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over splits, one row per (dataset, task, extractor, weights, classifier)."""
+def summary_table(results: pd.DataFrame, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean and standard deviation over splits, one row per (dataset, task, extractor, weights, classifier).
+
+    ``metrics``: further metric columns (a plugin task's) to average beside the built-in ones.
+    """
     rows = []
+    metric_names = METRICS + [m for m in metrics if m not in METRICS and m in results.columns]
     for key, g in results.groupby(GROUP, sort=False, dropna=False):
         ok = g[g["status"] == "ok"]
         row = dict(zip(GROUP, key))
@@ -54,7 +58,7 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         row["splits_ok"] = len(ok)
         bad = g.loc[g["status"] != "ok", "status"]
         row["status"] = "ok" if bad.empty else str(bad.iloc[0])
-        for m in METRICS:
+        for m in metric_names:
             vals = pd.to_numeric(ok[m], errors="coerce")
             row[f"{m}_mean"] = vals.mean() if len(ok) else float("nan")
             row[f"{m}_std"] = vals.std(ddof=1) if len(ok) > 1 else (0.0 if len(ok) else float("nan"))

@@ -126,10 +126,34 @@ class Task:
         """The metrics of ``cell`` computed from ``data`` (a dict of JSON-serialisable values)."""
         raise NotImplementedError
 
+    def reusable(self, record: dict) -> bool:
+        """Whether a finished record (same cell id) can be reused as it is; False recomputes it."""
+        return True
+
     @classmethod
     def report(cls, dataset: str, results: pd.DataFrame, ctx: ReportContext) -> list[str]:
-        """Markdown lines of this task's section for one dataset; ``results`` are its rows (all splits)."""
-        return []
+        """Markdown lines of this task's section for one dataset; ``results`` are its rows (all splits).
+
+        The default: mean ± standard deviation over the splits of every metric in ``metrics`` per row,
+        and the rows that were not measured.
+        """
+        keys = ["extractor", "weights", "classifier"]
+        metrics = [m for m in cls.metrics if m in results.columns]
+        ok = results[results["status"] == "ok"]
+        lines = ["| " + " | ".join(["extractor", "weights", "classifier", *metrics, "splits"]) + " |",
+                 "|" + "|".join("---" for _ in range(len(metrics) + 4)) + "|"]
+        for key, g in ok.groupby(keys, sort=False, dropna=False):
+            cells = []
+            for m in metrics:
+                v = pd.to_numeric(g[m], errors="coerce")
+                cells.append(f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2g}")
+            lines.append("| " + " | ".join([f"`{key[0]}`", str(key[1] or ""), str(key[2] or ""), *cells,
+                                             str(len(g))]) + " |")
+        bad = results[results["status"] != "ok"]
+        if not bad.empty:
+            lines += ["", "Not measured:", ""]
+            lines += [f"- `{r['extractor']}` ({r['split']}): {r['status']}" for _, r in bad.iterrows()]
+        return lines
 
     def after_run(self, out_dir: Any, records: list[dict], datasets: dict) -> None:
         """Called once at the end of a run with every record of this task and the datasets by label

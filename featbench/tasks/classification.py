@@ -15,10 +15,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from featbench._text import fmt, fmt_count, slug
 from featbench.classifiers import fit_with_search
 from featbench.evaluation import classification_metrics
+from featbench.evaluation.significance import significance_columns
 from featbench.registry import CLASSIFIERS, register_task
-from featbench.reporting.format import fmt, fmt_count, significance_columns, slug
 from featbench.tasks.base import Cell, ReportContext, Task, TaskInput
 
 __all__ = ["Classification", "encode_labels", "decode_labels"]
@@ -56,12 +57,20 @@ class Classification(Task):
         for ccfg in self.classifiers:
             # the payload of records written before tasks existed, so that their cells stay valid
             identity = {"classifier": [ccfg.name, list(ccfg.grid)] + ([ccfg.scale] if ccfg.scale != "standard" else [])}
+            key = ccfg.label
+            if self.name != "classification" or self.params:  # a subclass asks another question: its own cells
+                identity["task"] = [self.name, self.params]
+                key = f"{self.label}-{ccfg.label}"
             fields = {"classifier": ccfg.label, "classifier_name": ccfg.name, "C_grid": json.dumps(list(ccfg.grid))}
-            out.append(Cell(key=ccfg.label, identity=identity, fields=fields))
+            out.append(Cell(key=key, identity=identity, fields=fields))
         return out
 
+    def reusable(self, record: dict) -> bool:
+        # records written before predictions were kept cannot be compared pairwise: recompute them (cheap)
+        return isinstance(record.get("predictions"), str)
+
     def run(self, cell: Cell, data: TaskInput) -> dict:
-        ccfg = next(c for c in self.classifiers if c.label == cell.key)
+        ccfg = next(c for c in self.classifiers if c.label == cell.fields["classifier"])
         clf = CLASSIFIERS.get(ccfg.name)()
         t0 = time.perf_counter()
         model, chosen = fit_with_search(clf, data.train, data.y_train, ccfg.grid, inner_folds=data.inner_folds,
@@ -96,7 +105,8 @@ class Classification(Task):
         lines = []
         ok = summary[summary["status"] == "ok"].sort_values(["accuracy_mean", "extract_ms_per_image"],
                                                             ascending=[False, True])
-        sig = significance_columns(results, "accuracy", ["extractor", "weights", "classifier"])
+        keys = ["extractor", "weights", "classifier"]
+        sig = significance_columns(results, "accuracy", keys, [tuple(r) for r in ok[keys].itertuples(index=False)])
         deep = bool(pd.to_numeric(ok["n_params"], errors="coerce").notna().any())
         header = ["#", "extractor", "weights", "classifier", "accuracy", "p vs best", "balanced acc.", "macro F1",
                   "dim", *(["params", "GFLOPs/img"] if deep else []),

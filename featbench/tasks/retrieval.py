@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featbench._text import fmt, fmt_count, slug
 from featbench.errors import ConfigError
 from featbench.evaluation.retrieval import retrieval_scores
+from featbench.evaluation.significance import significance_columns
 from featbench.registry import register_task
-from featbench.reporting.format import fmt, fmt_count, significance_columns, slug
 from featbench.tasks.base import Cell, ReportContext, Task, TaskInput
 
 __all__ = ["Retrieval", "PICTURE_QUERIES", "PICTURE_TOP"]
@@ -34,10 +35,10 @@ _METRICS = ("mAP", "recall@1", "recall@5", "recall@10", "precision@10")
 
 def picture_queries(y_test: np.ndarray, n_classes: int, n: int = PICTURE_QUERIES) -> np.ndarray:
     """Indices (into the test part) of ``n`` fixed queries: the first test image of ``n`` classes spread evenly
-    over the class list — the same for every extractor, since they share the split."""
-    classes = np.unique(np.round(np.linspace(0, n_classes - 1, min(n, n_classes))).astype(int))
-    out = [int(np.flatnonzero(y_test == c)[0]) for c in classes if np.any(y_test == c)]
-    return np.array(out, dtype=np.int64)
+    over the classes the test part has — the same for every extractor, since they share the split."""
+    present = np.unique(y_test)
+    picked = present[np.unique(np.round(np.linspace(0, len(present) - 1, min(n, len(present)))).astype(int))]
+    return np.array([int(np.flatnonzero(y_test == c)[0]) for c in picked], dtype=np.int64)
 
 
 @register_task("retrieval")
@@ -105,7 +106,8 @@ class Retrieval(Task):
         summary = summary_table(results)
         ok = summary[summary["status"] == "ok"].sort_values(["mAP_mean", "extract_ms_per_image"],
                                                             ascending=[False, True])
-        sig = significance_columns(results, "mAP", ["extractor", "weights", "classifier"])
+        keys = ["extractor", "weights", "classifier"]
+        sig = significance_columns(results, "mAP", keys, [tuple(r) for r in ok[keys].itertuples(index=False)])
         header = ["#", "extractor", "weights", "similarity", "mAP", "p vs best", "recall@1", "recall@5", "recall@10",
                   "precision@10", "dim", "extract ms/img", "query ms/img"]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -120,15 +122,28 @@ class Retrieval(Task):
             ]) + " |")
         lines += ["", "mAP: mean over queries of average precision (the area under the query's precision-recall "
                   "curve over the whole gallery); recall@k: share of queries with at least one image of their class "
-                  "in the top k; precision@10: share of the top 10 that is of the query's class. **Bold**: not "
+                  "in the top k; precision@10: images of the query's class among the top 10, divided by 10. **Bold**: not "
                   "shown to differ from the best mAP (corrected resampled t-test over the splits, p ≥ 0.05)."]
         bad = summary[summary["status"] != "ok"]
         if not bad.empty:
             lines += ["", "Not measured:", ""]
             lines += [f"- `{row['extractor']}`: {row['status']}" for _, row in bad.iterrows()]
-        picture = Path("plots") / f"{slug(dataset)}_retrieval.png"
-        if (Path(ctx.out_dir) / picture).is_file():
-            lines += ["", f"Four fixed test queries (left, framed in blue) and the {PICTURE_TOP} most similar gallery "
+        good = results[results["status"] == "ok"]
+        without = pd.to_numeric(good.get("queries_without_relevant"), errors="coerce").fillna(0)
+        if len(good) and without.max() > 0:
+            lines += ["", f"Queries with no image of their class in the gallery (left out of every mean): up to "
+                      f"{int(without.max())} of {int(good['n_test'].max())} per split."]
+        empty = good[pd.to_numeric(good["empty_features"], errors="coerce") > 0]
+        if not empty.empty:
+            lines += ["", "Images whose feature vector is all zeros (similarity 0 to every image), per split:", ""]
+            lines += [f"- `{row['extractor']}`: up to {int(row['empty_features'])} of "
+                      f"{int(row['n_train']) + int(row['n_test'])}" for _, row in empty.drop_duplicates("extractor").iterrows()]
+        label = str(results["task"].iloc[0]) if len(results) else "retrieval"
+        picture = Path("plots") / _picture_name(dataset, label)
+        drawn = good["picture"].map(lambda v: isinstance(v, str)).any() if "picture" in good else False
+        if drawn and (Path(ctx.out_dir) / picture).is_file():
+            n = len(json.loads(next(v for v in good["picture"] if isinstance(v, str)))["queries"])
+            lines += ["", f"{n} fixed test queries (left, framed in blue) and the {PICTURE_TOP} most similar gallery "
                       "images each extractor finds (green frame: same class as the query, red: another class); "
                       "first split:", "", f"![{dataset}: most similar images per extractor]({picture.as_posix()})"]
         return lines
@@ -139,11 +154,16 @@ class Retrieval(Task):
         for dataset, images in datasets.items():
             rows = [r for r in records if r.get("dataset") == dataset and r.get("status") == "ok"
                     and isinstance(r.get("picture"), str)]
-            if not rows:
+            path = Path(out_dir) / "plots" / _picture_name(dataset, self.label)
+            if not rows or not json.loads(rows[0]["picture"])["queries"]:
+                path.unlink(missing_ok=True)  # no picture of an earlier run stays linked
                 continue
             shown = {}
             for r in rows:
                 key = r["extractor"] + (f" ({r['weights']})" if r.get("weights") else "")
                 shown.setdefault(key, json.loads(r["picture"]))
-            retrieval_picture(images, shown, f"{dataset}: most similar gallery images",
-                              Path(out_dir) / "plots" / f"{slug(dataset)}_retrieval.png")
+            retrieval_picture(images, shown, f"{dataset}: most similar gallery images ({self.label})", path)
+
+
+def _picture_name(dataset: str, label: str) -> str:
+    return f"{slug(dataset)}_{slug(label)}.png"
