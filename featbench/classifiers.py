@@ -194,20 +194,6 @@ class WeightedKNN(Classifier):
         return WeightedKNNClassifier()
 
 
-def fit_with_c_search(
-    clf: Classifier,
-    X: np.ndarray,
-    y: np.ndarray,
-    C_grid: Sequence[float],
-    *,
-    inner_folds: int = 3,
-    random_state: int = 0,
-    scale: str = "standard",
-) -> tuple[Pipeline, float]:
-    """:func:`fit_with_search` for a classifier whose searched parameter is ``C``."""
-    return fit_with_search(clf, X, y, C_grid, inner_folds=inner_folds, random_state=random_state, scale=scale)
-
-
 def fit_with_search(
     clf: Classifier,
     X: np.ndarray,
@@ -248,3 +234,7 @@ def fit_with_search(
         search.fit(X, y)
     best = search.best_params_[key]
     return search.best_estimator_, (int(best) if clf.param_kind == "int" else float(best))
+
+
+#: The name :func:`fit_with_search` had when every classifier searched ``C``.
+fit_with_c_search = fit_with_search
