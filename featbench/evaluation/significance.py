@@ -8,7 +8,8 @@ Two tests, chosen by how many splits two rows share:
 - a single split (a dataset's official split): the *exact McNemar test* on the per-image
   correctness of the two rows' test predictions.
 
-Everything here is a pure function of numbers: no records, no file formats.
+The tests are pure functions of numbers; :func:`significance_columns` pairs the rows of a task's
+records (per-split scores, kept test predictions) for the report's *p vs best* column.
 
 References
 ----------
