@@ -280,8 +280,10 @@ def create_extractor(name: str, **params: Any):
     accepted = cls._get_param_names()
     wrong = [k for k in params if k not in accepted]
     if wrong:
+        close = difflib.get_close_matches(wrong[0], accepted, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"unknown parameter {', '.join(map(repr, wrong))} for extractor {name!r}; "
+            f"unknown parameter {', '.join(map(repr, wrong))} for extractor {name!r}; {hint}"
             f"accepted: {', '.join(accepted) or '(none)'}"
         )
     return cls(**params)

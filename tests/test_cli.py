@@ -59,7 +59,7 @@ def _one_error_line(err: str) -> str:
         ("[[classifiers]]", "[[classifier]]", r"unknown key 'classifier' in top level; did you mean 'classifiers'"),
         ("repeats = 1", 'repeats = "three"', r"repeats must be an integer, got 'three'"),
         ("size = 8", 'size = "big"', r"The 'size' parameter of Pixels must be an int .*Got 'big'"),
-        ("size = 8", "sise = 8", r"unknown parameter 'sise' for extractor 'pixels'; accepted: color, size"),
+        ("size = 8", "sise = 8", r"unknown parameter 'sise' for extractor 'pixels'; did you mean 'size'\? accepted: color, size"),
         ("limit_per_class = 10", "limit_per_clas = 10", r"unknown dataset parameter 'limit_per_clas'"),
         ("C = [1.0]", "C = [-1.0]", r"C must be a positive finite number"),
         ('name = "logreg"', 'name = "svm"', r"unknown classifier 'svm'"),

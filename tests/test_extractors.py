@@ -68,5 +68,5 @@ def test_deskew_straightens_a_slanted_stroke():
 
 
 def test_create_extractor_unknown_param_lists_accepted():
-    with pytest.raises(ConfigError, match=r"unknown parameter 'cel_size' for extractor 'hog'; accepted: .*cell_size"):
+    with pytest.raises(ConfigError, match=r"unknown parameter 'cel_size' for extractor 'hog'; did you mean 'cell_size'\? accepted: .*cell_size"):
         create_extractor("hog", cel_size=4)
