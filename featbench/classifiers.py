@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC, LinearSVC
@@ -32,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from featbench.registry import register_classifier
 
 __all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "WeightedKNN",
-           "WeightedKNNClassifier", "fit_with_search", "fit_with_c_search"]
+           "WeightedKNNClassifier", "DualPrimalLinearSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
 
 #: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
 SCALERS = ("standard", "none")
@@ -61,6 +63,10 @@ class Classifier:
     default_C: ClassVar[tuple[float, ...]] = (0.01, 0.1, 1.0, 10.0, 100.0)
     #: What is done to the features first when the experiment does not say (``scale``).
     default_scale: ClassVar[str] = "standard"
+    #: True for an L2-regularised linear model whose weights lie in the span of the training rows (the
+    #: representer theorem): with more features than training images it is fitted on the images'
+    #: coordinates in that span (:class:`RowSpace`), the same model at a fraction of the cost.
+    row_space: ClassVar[bool] = False
 
     @classmethod
     def default_grid(cls) -> tuple:
@@ -72,23 +78,103 @@ class Classifier:
         raise NotImplementedError
 
     def pipeline(self, random_state: int = 0, scale: str = "standard") -> Pipeline:
-        """Scaling followed by :meth:`estimator`, step names ``scale`` and ``clf``.
+        """Scaling, then (``row_space``) :class:`RowSpace`, then :meth:`estimator`; step names ``scale``,
+        ``span`` and ``clf``.
 
         ``scale`` is ``"standard"`` (:class:`~sklearn.preprocessing.StandardScaler`) or
         ``"none"`` (features used as they are).
         """
         scaler = StandardScaler() if check_scale(scale) == "standard" else "passthrough"
-        return Pipeline([("scale", scaler), ("clf", self.estimator(random_state))])
+        span = RowSpace() if self.row_space else "passthrough"
+        return Pipeline([("scale", scaler), ("span", span), ("clf", self.estimator(random_state))])
+
+
+class RowSpace(TransformerMixin, BaseEstimator):
+    """Coordinates of the rows in an orthonormal basis of the span of the training rows, when there are
+    more features than training rows; otherwise the rows as they are.
+
+    For a linear model whose loss depends on the data only through ``X @ w`` and whose penalty is
+    ``||w||²`` (linear SVM, L2 logistic regression), the fitted ``w`` lies in the span of the training
+    rows (the representer theorem [1]_; also every gradient and every dual update of their solvers does),
+    so fitting on ``Z = X Q``, ``Q`` an orthonormal basis of that span, gives the same model: ``Z Zᵀ =
+    X Xᵀ``, the same dual problem, and ``x · w = (x Q) · w_Z`` for any ``x``. With ``d`` features and
+    ``n < d`` training rows every solver pass costs ``n`` instead of ``d`` per row. ``Q`` comes from a QR
+    decomposition of ``Xᵀ`` (Householder, backward stable), so no small singular value is cut.
+
+    References
+    ----------
+    .. [1] Schölkopf, B., Herbrich, R., Smola, A. J. (2001). A generalized representer theorem. COLT 2001,
+           LNCS 2111, 416-426.
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> RowSpace:
+        """Find the basis (``components_``, ``(n, d)``) when ``n < d``; ``None`` otherwise."""
+        X = np.asarray(X)
+        n, d = X.shape
+        self.n_features_in_ = d
+        self.components_ = None
+        if n < d:
+            q = np.linalg.qr(np.asarray(X, dtype=np.float64).T, mode="reduced")[0]
+            self.components_ = np.ascontiguousarray(q.T)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``X @ components_.T`` (float64), or ``X`` itself when there was no reduction."""
+        check_is_fitted(self, "n_features_in_")
+        if self.components_ is None:
+            return X
+        return np.asarray(X, dtype=np.float64) @ self.components_.T
 
 
 @register_classifier("linear-svm")
 class LinearSVM(Classifier):
-    description = "standardise → linear SVM (liblinear dual, squared hinge)"
+    description = "standardise → linear SVM (squared hinge; liblinear dual, primal where the dual stalls)"
     default_C = (0.001, 0.01, 0.1, 1.0)
+    row_space = True
 
     def estimator(self, random_state: int) -> ClassifierMixin:
-        # The dual solver converges much faster than the primal one at large C on standardised features.
-        return LinearSVC(dual=True, max_iter=2000, random_state=random_state)
+        return DualPrimalLinearSVC(dual=True, max_iter=2000, random_state=random_state)
+
+
+class DualPrimalLinearSVC(LinearSVC):
+    """:class:`~sklearn.svm.LinearSVC` (squared hinge, L2) solved in the dual, and in the primal when the dual
+    solver stops at ``max_iter``.
+
+    Dual coordinate descent [1]_ is the fast solver when the classes are nearly separable (as many features
+    as images, or more; large ``C``), but crawls where many images sit inside the margin (few features,
+    large ``C``): there the primal trust-region Newton method [2]_ converges in a few iterations. Both solve
+    the same problem, so the model is the same up to the solvers' tolerance. The solver that produced the
+    fit is ``solver_``; a primal fit that does not converge either warns (``ConvergenceWarning``) as usual.
+
+    References
+    ----------
+    .. [1] Hsieh, C.-J., Chang, K.-W., Lin, C.-J., Keerthi, S. S., Sundararajan, S. (2008). A dual coordinate
+           descent method for large-scale linear SVM. ICML 2008.
+    .. [2] Lin, C.-J., Weng, R. C., Keerthi, S. S. (2008). Trust region Newton method for large-scale
+           logistic regression. JMLR 9, 627-650 (the primal solver of LIBLINEAR).
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DualPrimalLinearSVC:
+        """Fit the dual problem; refit the primal one if the dual solver did not converge."""
+        if self.dual is not True:
+            self.solver_ = "primal" if self.dual is False else "auto"
+            return super().fit(X, y, sample_weight)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            super().fit(X, y, sample_weight)
+        stalled = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.solver_ = "dual"
+        if stalled:
+            self.dual = False
+            try:
+                super().fit(X, y, sample_weight)
+            finally:
+                self.dual = True
+            self.solver_ = "primal"
+        return self
 
 
 @register_classifier("rbf-svm")
@@ -105,6 +191,7 @@ class RBFSVM(Classifier):
 class LogReg(Classifier):
     description = "standardise → multinomial logistic regression (lbfgs)"
     default_C = (0.01, 0.1, 1.0, 10.0)
+    row_space = True
 
     def estimator(self, random_state: int) -> ClassifierMixin:
         return LogisticRegression(max_iter=2000, random_state=random_state)
@@ -194,6 +281,95 @@ class WeightedKNN(Classifier):
         return WeightedKNNClassifier()
 
 
+@dataclass
+class SearchResult:
+    """What :func:`search_and_fit` did: the refitted pipeline, the chosen value and how the fits went.
+
+    Attributes
+    ----------
+    model : Pipeline
+        Scaling + classifier refitted on all the data with ``chosen``.
+    chosen : float or int
+        The value of the searched parameter with the best mean inner-CV accuracy (the first such in the
+        grid's order on a tie, as :class:`~sklearn.model_selection.GridSearchCV`).
+    scores : dict
+        Mean inner-CV accuracy of every grid value (empty when no search ran).
+    n_fits : int
+        Classifier fits run (folds × grid values, + the refit).
+    not_converged : int
+        Fits that raised a :class:`~sklearn.exceptions.ConvergenceWarning` (stopped at their iteration limit).
+    """
+
+    model: Pipeline
+    chosen: float | int
+    scores: dict = field(default_factory=dict)
+    n_fits: int = 0
+    not_converged: int = 0
+
+
+def _fit_counted(estimator, X: np.ndarray, y: np.ndarray) -> tuple[Any, bool]:
+    """``estimator.fit(X, y)``, and whether it warned that it had not converged (the warning is counted,
+    not shown: the caller reports the count)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(X, y)
+    others = [w for w in caught if not issubclass(w.category, ConvergenceWarning)]
+    for w in others:  # anything else goes where it would have gone
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return estimator, len(others) < len(caught)
+
+
+def search_and_fit(
+    clf: Classifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    grid: Sequence[float],
+    *,
+    inner_folds: int = 3,
+    random_state: int = 0,
+    scale: str = "standard",
+) -> SearchResult:
+    """Fit ``clf`` on ``(X, y)``, choosing its parameter (``clf.param``: C, k) by inner stratified k-fold CV
+    on this data only, and count the fits that did not converge.
+
+    The same search as :class:`~sklearn.model_selection.GridSearchCV` over :meth:`Classifier.pipeline`
+    (``StratifiedKFold(folds, shuffle=True, random_state)``, accuracy, ties to the first value of the grid,
+    refit on all the data), with the steps before the classifier (scaling, :class:`RowSpace`) fitted once
+    per fold instead of once per fold and value: they do not depend on the searched parameter. With a single value, or fewer
+    than two samples per class, no search is run.
+    """
+    grid = [int(v) for v in grid] if clf.param_kind == "int" else [float(v) for v in grid]
+    counts = np.bincount(np.unique(y, return_inverse=True)[1])
+    folds = int(min(inner_folds, counts.min()))
+    pipe = clf.pipeline(random_state, scale)
+    prepare, estimator = pipe[:-1], pipe.steps[-1][1]  # scaling (and row space): fitted once per fold
+    key = f"{pipe.steps[-1][0]}__{clf.param}"
+    n_fits = not_converged = 0
+    scores: dict = {}
+    # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
+    # oversubscription beside other workers): one thread per fit; cells run in parallel instead.
+    with threadpool_limits(limits=1):
+        if len(grid) > 1 and folds >= 2:
+            fold_scores = np.zeros((len(grid), folds))
+            cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+            for f, (tr, va) in enumerate(cv.split(X, y)):
+                fitted = clone(prepare).fit(X[tr], y[tr])
+                X_tr, X_va = fitted.transform(X[tr]), fitted.transform(X[va])
+                for i, value in enumerate(grid):
+                    est, bad = _fit_counted(clone(estimator).set_params(**{clf.param: value}), X_tr, y[tr])
+                    n_fits += 1
+                    not_converged += bad
+                    fold_scores[i, f] = accuracy_score(y[va], est.predict(X_va))
+            mean = fold_scores.mean(axis=1)
+            chosen = grid[int(np.flatnonzero(mean == mean.max())[0])]
+            scores = {v: float(m) for v, m in zip(grid, mean)}
+        else:
+            chosen = grid[0]
+        pipe.set_params(**{key: chosen})
+        model, bad = _fit_counted(pipe, X, y)
+    return SearchResult(model, chosen, scores, n_fits + 1, not_converged + bad)
+
+
 def fit_with_search(
     clf: Classifier,
     X: np.ndarray,
@@ -204,36 +380,9 @@ def fit_with_search(
     random_state: int = 0,
     scale: str = "standard",
 ) -> tuple[Pipeline, float]:
-    """Fit ``clf`` on ``(X, y)``, choosing its parameter (``clf.param``: C, k) by inner stratified k-fold CV
-    on this data only.
-
-    Returns the refitted pipeline and the chosen value. With a single value, or fewer
-    than two samples per class for a split, no search is run. ``scale`` is passed to
-    :meth:`Classifier.pipeline`.
-    """
-    key = f"clf__{clf.param}"
-    grid = [int(v) for v in grid] if clf.param_kind == "int" else [float(v) for v in grid]
-    counts = np.bincount(np.unique(y, return_inverse=True)[1])
-    folds = int(min(inner_folds, counts.min()))
-    pipe = clf.pipeline(random_state, scale)
-    # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
-    # oversubscription beside extraction workers): one thread per fit.
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if len(grid) == 1 or folds < 2:
-            pipe.set_params(**{key: grid[0]})
-            return pipe.fit(X, y), grid[0]
-        search = GridSearchCV(
-            pipe,
-            {key: grid},
-            cv=StratifiedKFold(folds, shuffle=True, random_state=random_state),
-            scoring="accuracy",
-            n_jobs=1,
-            refit=True,
-        )
-        search.fit(X, y)
-    best = search.best_params_[key]
-    return search.best_estimator_, (int(best) if clf.param_kind == "int" else float(best))
+    """The refitted pipeline and the chosen value of :func:`search_and_fit`."""
+    result = search_and_fit(clf, X, y, grid, inner_folds=inner_folds, random_state=random_state, scale=scale)
+    return result.model, result.chosen
 
 
 #: The name :func:`fit_with_search` had when every classifier searched ``C``.

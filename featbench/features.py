@@ -17,6 +17,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm.auto import tqdm
 
+from featbench._memory import PeakMemory
 from featbench.cache import FeatureCache, feature_key
 from featbench.datasets import ImageSet
 from featbench.evaluation import Split
@@ -41,6 +42,9 @@ class Features:
     extract_ms_per_image: float
     from_cache: bool
     info: dict
+    #: Peak resident memory (MiB) of the processes that computed the features, the largest of the client's
+    #: and of each extraction worker's while they worked (``None``: features cached by an older version).
+    peak_rss_mb: float | None = None
 
 
 def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCache, full: dict,
@@ -58,20 +62,23 @@ def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCach
                 full["X"], meta = hit
                 full["cached"] = True
             else:
-                t0 = time.perf_counter()
-                extractor.fit(images[:0] if len(images) else images)
-                fit_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                X = transform_parallel(extractor, images, n_jobs, backend, disable_bars)
-                extract_s = time.perf_counter() - t0
+                workers: dict = {}
+                with PeakMemory() as mem:
+                    t0 = time.perf_counter()
+                    extractor.fit(images[:0] if len(images) else images)
+                    fit_s = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    X = transform_parallel(extractor, images, n_jobs, backend, disable_bars, memory=workers)
+                    extract_s = time.perf_counter() - t0
                 meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(images), "dim": X.shape[1],
-                        "info": extractor.report_info()}
+                        "info": extractor.report_info(), "peak_rss_mb": max(mem.mb, workers.get("peak_rss_mb", 0))}
                 cache.save(key, X, meta)
                 full["X"], full["cached"] = X, False
             full["meta"] = meta
         X, meta = full["X"], full["meta"]
         return Features(X[split.train], X[split.test], meta["fit_s"],
-                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"], meta.get("info", {}))
+                        1000 * meta["extract_s"] / max(meta["n"], 1), full["cached"], meta.get("info", {}),
+                        meta.get("peak_rss_mb"))
 
     key = feature_key(images.fingerprint, extractor, split.digest)
     hit = cache.load(key)
@@ -81,33 +88,40 @@ def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCach
         cached = True
     else:
         train, test = images.subset(split.train), images.subset(split.test)
-        t0 = time.perf_counter()
-        extractor.fit(train, train.labels)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars)
-                            for part in (train, test)])
-        extract_s = time.perf_counter() - t0
+        workers = {}
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            extractor.fit(train, train.labels)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars, memory=workers)
+                                for part in (train, test)])
+            extract_s = time.perf_counter() - t0
         meta = {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1],
-                "info": extractor.report_info()}
+                "info": extractor.report_info(), "peak_rss_mb": max(mem.mb, workers.get("peak_rss_mb", 0))}
         cache.save(key, X, meta)
         cached = False
     return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached,
-                    meta.get("info", {}))
+                    meta.get("info", {}), meta.get("peak_rss_mb"))
 
 
-def _transform_chunk(extractor, images, parent_pid: int) -> np.ndarray:
+def _transform_chunk(extractor, images, parent_pid: int) -> tuple[np.ndarray, float]:
     if os.getpid() != parent_pid:
         # A worker process per core already: OpenCV's own thread pool would only oversubscribe them.
         import cv2
 
         cv2.setNumThreads(1)
-    return extractor.transform(images)
+    with PeakMemory() as mem:
+        X = extractor.transform(images)
+    return X, mem.mb
 
 
 def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky",
-                       disable_bars: bool | None = True) -> np.ndarray:
+                       disable_bars: bool | None = True, memory: dict | None = None) -> np.ndarray:
     """``extractor.transform(images)`` split over workers in chunks; same result as serial.
+
+    ``memory``, when given, gets ``"peak_rss_mb"``: the largest peak resident memory of a worker process
+    while it transformed a chunk (the calling process's own is the caller's to measure).
 
     The first :data:`PROBE_IMAGES` images are transformed serially and timed; the rest go
     to the workers only when their estimated serial time is at least
@@ -131,9 +145,13 @@ def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky
     chunks = [c for c in np.array_split(rest, min(len(rest), workers * 4)) if len(c)]
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     parts = parallel(delayed(_transform_chunk)(extractor, take(c), os.getpid()) for c in chunks)
-    return np.ascontiguousarray(np.concatenate([head, *tqdm(
-        parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
-        leave=False, disable=disable_bars)], axis=0), dtype=np.float32)
+    arrays = [head]
+    for X, peak in tqdm(parts, total=len(chunks), desc=f"  extract {type(extractor).__name__}", unit="chunk",
+                        leave=False, disable=disable_bars):
+        arrays.append(X)
+        if memory is not None:
+            memory["peak_rss_mb"] = max(memory.get("peak_rss_mb", 0.0), peak)
+    return np.ascontiguousarray(np.concatenate(arrays, axis=0), dtype=np.float32)
 
 
 def _warm_worker() -> int:

@@ -17,7 +17,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ __all__ = [
     "list_datasets",
     "list_classifiers",
     "load_plugin",
+    "plugin_paths",
 ]
 
 
@@ -309,6 +310,28 @@ def list_tasks(pattern: str = "*") -> list[str]:
     return TASKS.list(pattern)
 
 
+def _pickle_by_value(module) -> None:
+    """A plugin file is no importable module in a worker process (loky, dask): what it defines is sent to
+    workers by value (cloudpickle), as functions defined in ``__main__`` are."""
+    for name in ("joblib.externals.cloudpickle", "cloudpickle"):
+        try:
+            importlib.import_module(name).register_pickle_by_value(module)
+        except (ImportError, AttributeError, ValueError):
+            pass
+
+
+def plugin_paths(plugins: Sequence[str], base: Path | None) -> tuple[str, ...]:
+    """The experiment's plugins with file paths made absolute, for :func:`load_plugin` in a worker."""
+    out = []
+    for spec in plugins:
+        if spec.endswith(".py") or "/" in spec or "\\" in spec:
+            path = Path(spec)
+            out.append(str((base / path if base is not None and not path.is_absolute() else path).resolve()))
+        else:
+            out.append(spec)
+    return tuple(out)
+
+
 def load_plugin(spec: str, base: Path | None = None) -> None:
     """Import a user plugin: a ``.py`` file (relative to ``base``) or a module name.
 
@@ -335,6 +358,7 @@ def load_plugin(spec: str, base: Path | None = None) -> None:
         except (Exception, SystemExit) as exc:
             del sys.modules[mod_name]
             raise ConfigError(f"plugin file {str(path)!r} failed to import: {_reason(exc)}") from exc
+        _pickle_by_value(module)
     else:
         try:
             importlib.import_module(spec)

@@ -27,21 +27,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from joblib import effective_n_jobs
+from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
+from featbench._memory import PeakMemory
 from featbench.cache import usable_cache
 from featbench.config import Experiment, ExtractorConfig, load_experiment
 from featbench.datasets import ImageSet, load_dataset
 from featbench.errors import ConfigError, DatasetError, FeatbenchError, WeightsUnavailableError
-from featbench.evaluation import Split, make_splits, peak_rss_mb
+from featbench.evaluation import Split, make_splits
 from featbench.features import Features, check_finite, parallel_backend, split_features
 from featbench.records import check_output_dir, read_cell, write_cell
-from featbench.registry import TASKS, create_extractor
+from featbench.registry import TASKS, create_extractor, load_plugin, plugin_paths
 from featbench.tasks.base import Cell, TaskInput
 from featbench.version import __version__
 
-__all__ = ["run", "RunResult"]
+__all__ = ["run", "RunResult", "run_cell", "CellJob"]
 
 log = logging.getLogger("featbench")
 
@@ -111,6 +112,20 @@ def run(
     order: list[str] = []
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
+    stages = {"extraction_wall_s": 0.0, "cells_wall_s": 0.0, "task_s": 0.0, "classifier_fit_s": 0.0}
+
+    def finish(path: Path, rec: dict) -> None:
+        nonlocal computed
+        write_cell(path, rec)
+        slots[path.name] = rec
+        computed += 1
+        stages["task_s"] += rec.get("task_s") or 0.0
+        stages["classifier_fit_s"] += rec.get("classifier_fit_s") or 0.0
+        bar.update(1)
+
+    budget = _feature_budget()
+    source = Path(exp.source)
+    plugins = plugin_paths(exp.plugins, source.parent if source.is_file() else None)
     with parallel_backend(settings.backend, settings.scheduler, jobs):
         for dcfg, images, splits in loaded:
             dataset_info = {
@@ -122,6 +137,11 @@ def run(
                 "dropped_classes": "; ".join(" ".join(f"{d.source} ({d.reason})".split())
                                              for d in getattr(images, "dropped_classes", ())),
             }
+            # The cells of a dataset are queued while its features are computed, then run together on the
+            # workers (or the dask cluster): extraction and fitting never compete for the cores, so the
+            # timings of both stay honest. The queue is also run when the features it holds grow large.
+            queue: list[CellJob] = []
+            held = 0
             for ecfg in exp.extractors:
                 extractor = create_extractor(ecfg.name, **ecfg.params)
                 token = getattr(extractor, "content_token", lambda: None)()  # e.g. a weights file's hash
@@ -156,6 +176,7 @@ def run(
                         "n_test": len(split.test),
                     }
                     data = None
+                    t0 = time.perf_counter()
                     try:
                         feats = split_features(extractor, images, split, cache, full, jobs, settings.backend,
                                                disable_bars)
@@ -168,20 +189,20 @@ def run(
                     except (Exception, SystemExit) as exc:  # one broken extractor must not stop the run
                         log.debug("extraction failed", exc_info=True)
                         status = f"failed: {type(exc).__name__}: {_one_line(exc)}"
+                    stages["extraction_wall_s"] += time.perf_counter() - t0
                     for task, cell, cell_id, path in todo:
                         rec = {**base, "task": task.label, "task_name": task.name, **cell.fields,
                                "cell_id": cell_id, "status": status}
-                        if data is not None:
-                            try:
-                                rec.update(task.run(cell, data))
-                            except (Exception, SystemExit) as exc:
-                                log.debug("task %s failed", task.label, exc_info=True)
-                                rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
-                        rec["peak_rss_mb"] = round(peak_rss_mb(), 1)
-                        write_cell(path, rec)
-                        slots[path.name] = rec
-                        computed += 1
-                        bar.update(1)
+                        if data is None:
+                            finish(path, rec)
+                        else:
+                            queue.append(CellJob(path, rec, task, cell, data, plugins))
+                    if data is not None:
+                        held += data.train.nbytes + data.test.nbytes
+                    if held > budget:
+                        stages["cells_wall_s"] += _run_queue(queue, jobs, finish)
+                        queue, held = [], 0
+            stages["cells_wall_s"] += _run_queue(queue, jobs, finish)
     bar.close()
     records = [slots[c] for c in order]
     for task in tasks:
@@ -202,6 +223,10 @@ def run(
         "cell_ids": [r["cell_id"] for r in records],
         "cell_files": order,
         "n_jobs": effective_n_jobs(jobs),
+        # wall seconds of the two stages (extraction: features of the cells computed, on the client and its
+        # extraction workers; cells: the queued tasks on the workers), and the seconds the workers spent in
+        # tasks and in classifier fits (summed over cells: more than the wall time when they ran in parallel)
+        "stages": {k: round(v, 2) for k, v in stages.items()},
         "backend": settings.backend,
         "feature_cache": str(cache.root) if cache.root else None,
         **({"feature_cache_problem": cache.problem} if cache.problem else {}),
@@ -209,6 +234,98 @@ def run(
     }
     write_reports(out_dir, records, run_info)
     return RunResult(out_dir, records, computed, reused)
+
+
+# -- the cells: the unit of parallel and distributed work --------------------------------
+@dataclass
+class CellJob:
+    """A cell waiting for a worker: where its record goes, what is known of it, and its task's input."""
+
+    path: Path
+    record: dict
+    task: Any
+    cell: Cell
+    data: TaskInput
+    plugins: tuple[str, ...] = ()
+
+    def cost(self) -> float:
+        """A guess of the work, to start the largest cells first (classifier fits grow with n × d)."""
+        return float(len(self.data.train)) * float(self.data.train.shape[1] + 1) * (1 + len(self.data.test) / 1e4)
+
+
+def run_cell(task: Any, cell: Cell, data: TaskInput, record: dict, plugins: tuple[str, ...] = ()) -> dict:
+    """Run one cell where it lands (this process, a loky worker, a dask worker) and return its record.
+
+    ``plugins`` (absolute paths or module names) are imported first, so that what they register (a
+    classifier, a task) is known in a worker process too. A failing task fails its cell only; the record
+    gets the task's wall time (``task_s``) and the peak resident memory of the process while it ran
+    (``task_peak_rss_mb``, :class:`featbench._memory.PeakMemory`).
+    """
+    rec = dict(record)
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        try:
+            for spec in plugins:
+                load_plugin(spec)
+            rec.update(task.run(cell, data))
+        except (Exception, SystemExit) as exc:
+            log.debug("task %s failed", getattr(task, "label", task), exc_info=True)
+            rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
+    rec["task_s"] = round(time.perf_counter() - t0, 4)
+    rec["task_peak_rss_mb"] = mem.mb
+    return rec
+
+
+#: How often the cells a lost worker was running are sent out again before they are recorded as failed.
+WORKER_LOSS_RETRIES = 2
+
+
+def _run_queue(queue: list[CellJob], n_jobs: int, finish) -> float:
+    """Run the queued cells on the current joblib backend (loky, threading, dask: ``parallel_backend``),
+    largest first, and ``finish`` each record as soon as it comes back; the wall seconds it took.
+
+    One code path for every backend: one process (``n_jobs = 1``), local worker processes, a dask
+    cluster (whose scheduler itself sends the cells of a lost worker to another). When a local worker
+    process dies (killed, out of memory, a crash in native code), the cells it had not returned are sent
+    out again, up to :data:`WORKER_LOSS_RETRIES` times, and only then recorded as failed: a lost worker
+    costs its cells, not the run.
+    """
+    if not queue:
+        return 0.0
+    t0 = time.perf_counter()
+    pending = {i: job for i, job in enumerate(sorted(queue, key=lambda j: -j.cost()))}
+    for attempt in range(WORKER_LOSS_RETRIES + 1):
+        try:
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(_run_indexed)(i, job.task, job.cell, job.data, job.record, job.plugins)
+                for i, job in list(pending.items()))
+            for i, rec in results:
+                finish(pending.pop(i).path, rec)
+            break
+        except Exception as exc:  # a worker lost (TerminatedWorkerError, KilledWorker, ...): the others are kept
+            if attempt == WORKER_LOSS_RETRIES or not _worker_lost(exc):
+                for job in pending.values():
+                    finish(job.path, {**job.record, "status": f"failed: {type(exc).__name__}: {_one_line(exc)}"})
+                pending.clear()
+                break
+            log.warning("a worker was lost (%s): %d cells sent out again", type(exc).__name__, len(pending))
+    return time.perf_counter() - t0
+
+
+def _run_indexed(i: int, task: Any, cell: Cell, data: TaskInput, record: dict,
+                 plugins: tuple[str, ...]) -> tuple[int, dict]:
+    return i, run_cell(task, cell, data, record, plugins)
+
+
+def _worker_lost(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    return bool(names & {"TerminatedWorkerError", "KilledWorker", "BrokenProcessPool", "CommClosedError"})
+
+
+def _feature_budget() -> int:
+    """Bytes of features queued cells may hold before they are run: a quarter of the machine's memory."""
+    memory = available_memory_bytes()
+    return memory // 4 if memory else 2**31
 
 
 # -- checks before the first cell --------------------------------------------------------
@@ -271,6 +388,7 @@ def _feature_fields(feats: Features) -> dict:
         "extract_ms_per_image": round(feats.extract_ms_per_image, 4),
         "images_per_s": round(1000.0 / feats.extract_ms_per_image, 1) if feats.extract_ms_per_image > 0 else None,
         "features_from_cache": feats.from_cache,
+        "extract_peak_rss_mb": feats.peak_rss_mb,
         **feats.info,
     }
 

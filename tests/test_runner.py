@@ -73,7 +73,8 @@ def test_run_writes_every_report(tmp_path):
     hog = results[results["extractor"].str.startswith("hog")]
     assert (hog["dim"] == 3 * 3 * 4 * 9).all()  # (16 - 8) / 4 + 1 = 3 blocks a side
     assert (results["accuracy"] > 0.6).all()
-    for col in ("extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image", "peak_rss_mb"):
+    for col in ("extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image", "task_peak_rss_mb",
+                "extract_peak_rss_mb", "task_s"):
         assert (results[col] > 0).all(), col
     # the best C is one of the grid, chosen on the training part
     assert set(results[results["classifier"] == "logreg"]["C"]) <= {0.1, 1.0}
@@ -158,37 +159,39 @@ import os
 import signal
 from pathlib import Path
 
-from featbench import register_extractor
-from featbench.extractors import Extractor, ExtractorSpec
+from sklearn.linear_model import LogisticRegression
+
+from featbench import register_classifier
+from featbench.classifiers import LogReg
 
 
-@register_extractor("test-killed-at-third-split")
-class KilledAtThirdSplit(Extractor):
-    """Row means; the process kills itself (SIGKILL) when fitted for the third time (for the resume test).
+class KillingLogisticRegression(LogisticRegression):
+    def fit(self, X, y, sample_weight=None):
+        if os.environ.get("FEATBENCH_TEST_KILL") == "1":  # worker processes started earlier do not have it
+            counter = Path(os.environ["FEATBENCH_TEST_FIT_COUNTER"])
+            n = int(counter.read_text()) + 1 if counter.exists() else 1
+            counter.write_text(str(n))
+            if n == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(X, y, sample_weight)
 
-    References
-    ----------
-    none
-    """
-    spec = ExtractorSpec(family="classical", color="gray", description="row means", references=("-",), fitted=True)
 
-    def _fit(self, images, y):
-        counter = Path(os.environ["FEATBENCH_TEST_FIT_COUNTER"])
-        n = int(counter.read_text()) + 1 if counter.exists() else 1
-        counter.write_text(str(n))
-        if n == 3 and os.environ.get("FEATBENCH_TEST_KILL") == "1":
-            os.kill(os.getpid(), signal.SIGKILL)
+@register_classifier("test-killer")
+class Killer(LogReg):
+    """Logistic regression; the process kills itself (SIGKILL) at its third fit (for the resume test)."""
+    row_space = False
 
-    def _transform_batch(self, images):
-        import numpy as np
-        return np.stack([images[i].mean(axis=1) for i in range(len(images))])
+    def estimator(self, random_state):
+        return KillingLogisticRegression(max_iter=2000, random_state=random_state)
 '''
 
 
 def test_killed_run_resumes_only_unfinished_cells(tmp_path, monkeypatch):
-    """A run killed (SIGKILL, no clean-up) while fitting the third of 4 splits has written exactly the 4 cells
-    of the first two splits; the same command then computes only the other 4 and writes the same tables as
-    an uninterrupted run. The kill comes from inside, at a fixed point: nothing depends on timing."""
+    """A run killed (SIGKILL, no clean-up) in the third of its 8 cells (4 splits × 2 classifiers, run one at a
+    time in one process) has written exactly the 2 cells of each of the first two splits; the same command
+    then computes only the other 4 (on worker processes, which import the plugin classifier themselves) and
+    writes the same tables as an uninterrupted run. The kill comes from inside, at a fixed point: nothing
+    depends on timing."""
     (tmp_path / "killer.py").write_text(KILLER_PLUGIN)
     cfg = _write(tmp_path, """
         name = "resume"
@@ -200,9 +203,10 @@ def test_killed_run_resumes_only_unfinished_cells(tmp_path, monkeypatch):
         name = "digits"
         limit_per_class = 10
         [[extractors]]
-        name = "test-killed-at-third-split"
+        name = "pixels"
+        size = 8
         [[classifiers]]
-        name = "logreg"
+        name = "test-killer"
         C = [1.0]
         [[classifiers]]
         name = "linear-svm"
@@ -215,19 +219,20 @@ def test_killed_run_resumes_only_unfinished_cells(tmp_path, monkeypatch):
            "FEATBENCH_TEST_KILL": "1"}
     # stderr to a file, not a pipe: the killed run's worker processes would hold a pipe open after it died
     with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.run([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(out)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=err, timeout=300)
+        proc = subprocess.run([sys.executable, "-m", "featbench", "run", str(cfg), "--out", str(out), "--n-jobs", "1"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=300)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()
     done = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
     assert len(done) == 4, sorted(done)
+    assert {json.loads(p.read_text())["split"] for p in cells.glob("*.json")} == {"holdout-0", "holdout-1"}
     assert not list(cells.glob(".*.tmp")), "a killed run leaves no half-written cell"
     assert not (out / "results.csv").exists()
 
-    monkeypatch.setenv("FEATBENCH_TEST_FIT_COUNTER", str(counter))
     monkeypatch.delenv("FEATBENCH_TEST_KILL", raising=False)
-    resumed = run(cfg, out)
+    resumed = run(cfg, out, n_jobs=2)
     assert resumed.reused == 4
     assert resumed.computed == 4
+    assert {r["status"] for r in resumed.records} == {"ok"}
     assert {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json") if p.name in done} == done
 
     uninterrupted = run(cfg, tmp_path / "out-full", skip_existing=False)

@@ -1,12 +1,11 @@
-"""Classification metrics and process memory."""
+"""Classification metrics (and, for old imports, :func:`featbench._memory.peak_rss_mb`)."""
 
 from __future__ import annotations
 
-import resource
-import sys
-
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+from featbench._memory import peak_rss_mb
 
 __all__ = ["classification_metrics", "peak_rss_mb"]
 
@@ -20,9 +19,3 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
         "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -12,14 +12,16 @@ RESULT_COLUMNS = [
     "C", "dim", "n_params", "gflops_per_image", "n_train", "n_test",
     "empty_features",
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s", "predict_ms_per_image",
-    "query_ms_per_image", "peak_rss_mb", "features_from_cache", "family", "extractor_name", "extractor_params",
+    "query_ms_per_image", "not_converged", "n_fits", "task_s", "extract_peak_rss_mb", "task_peak_rss_mb",
+    "features_from_cache", "family", "extractor_name", "extractor_params",
     "classifier_name", "C_grid", "task_name", "n_images", "n_classes", "skipped_images", "dropped_classes", "confusion", "class_names",
     "cell_id",
 ]
 # Measured durations and memory: they differ between two runs of the same cells.
 TIMING_COLUMNS = [
     "extractor_fit_s", "extract_ms_per_image", "images_per_s", "classifier_fit_s",
-    "predict_ms_per_image", "query_ms_per_image", "peak_rss_mb", "features_from_cache",
+    "predict_ms_per_image", "query_ms_per_image", "task_s", "extract_peak_rss_mb", "task_peak_rss_mb",
+    "features_from_cache",
 ]
 GROUP = ["dataset", "task", "extractor", "weights", "classifier"]
 METRICS = ["accuracy", "balanced_accuracy", "f1_macro", "mAP", "recall@1", "recall@5", "recall@10", "precision@10"]

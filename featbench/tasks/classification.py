@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from featbench._text import fmt, fmt_count, slug
-from featbench.classifiers import fit_with_search
+from featbench.classifiers import search_and_fit
 from featbench.evaluation import classification_metrics
 from featbench.evaluation.significance import significance_columns
 from featbench.registry import CLASSIFIERS, register_task
@@ -73,8 +73,9 @@ class Classification(Task):
         ccfg = next(c for c in self.classifiers if c.label == cell.fields["classifier"])
         clf = CLASSIFIERS.get(ccfg.name)()
         t0 = time.perf_counter()
-        model, chosen = fit_with_search(clf, data.train, data.y_train, ccfg.grid, inner_folds=data.inner_folds,
-                                        random_state=data.seed, scale=ccfg.scale)
+        search = search_and_fit(clf, data.train, data.y_train, ccfg.grid, inner_folds=data.inner_folds,
+                                random_state=data.seed, scale=ccfg.scale)
+        model, chosen = search.model, search.chosen
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         y_pred = model.predict(data.test)
@@ -89,6 +90,9 @@ class Classification(Task):
             "C": chosen,
             **({"searched": ccfg.param} if ccfg.param != "C" else {}),
             "classifier_fit_s": round(fit_s, 4),
+            # fits of the search and the refit, and those that stopped at their iteration limit
+            "n_fits": search.n_fits,
+            "not_converged": search.not_converged,
             "predict_ms_per_image": round(1000 * predict_s / max(len(data.y_test), 1), 5),
             "predictions": encode_labels(y_pred),
             "test_labels": encode_labels(data.y_test),
