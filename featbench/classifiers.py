@@ -24,17 +24,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
+from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC, LinearSVC
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from featbench.registry import register_classifier
 
 __all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "WeightedKNN",
-           "WeightedKNNClassifier", "DualPrimalLinearSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
+           "WeightedKNNClassifier", "DualPrimalLinearSVC", "KernelRBFSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
 
 #: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
 SCALERS = ("standard", "none")
@@ -184,14 +185,74 @@ class RBFSVM(Classifier):
     default_C = (1.0, 10.0, 100.0)
 
     def estimator(self, random_state: int) -> ClassifierMixin:
-        return SVC(kernel="rbf", gamma="scale", random_state=random_state)
+        return KernelRBFSVC(random_state=random_state)
+
+
+class KernelRBFSVC(ClassifierMixin, BaseEstimator):
+    """``SVC(kernel="rbf", gamma="scale")`` fitted on a kernel matrix computed with BLAS.
+
+    libsvm evaluates the RBF kernel one pair of rows at a time, ``d`` multiply-adds each, in a plain loop;
+    :func:`~sklearn.metrics.pairwise.rbf_kernel` computes the whole matrix with one matrix product, the
+    same formula (``||x||² + ||y||² - 2 x·y``, float64), and :class:`~sklearn.svm.SVC` then solves the
+    same problem on it (``kernel="precomputed"``) [1]_. With hundreds of features or more, that is several
+    times faster. ``gamma="scale"`` is ``1 / (d · X.var())`` of the training features, as in SVC.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Regularisation, as in :class:`~sklearn.svm.SVC`.
+    gamma : "scale" or float, default="scale"
+        Kernel width, as in :class:`~sklearn.svm.SVC`.
+    random_state : int, optional
+        Passed to :class:`~sklearn.svm.SVC`.
+
+    References
+    ----------
+    .. [1] Chang, C.-C., Lin, C.-J. (2011). LIBSVM: a library for support vector machines. ACM TIST 2(3), 27.
+    """
+
+    def __init__(self, C: float = 1.0, gamma: str | float = "scale", random_state: int | None = None) -> None:
+        self.C = C
+        self.gamma = gamma
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> KernelRBFSVC:
+        """Fit the SVM on the training kernel matrix; keep the support vectors."""
+        X = check_array(X, dtype=np.float64)
+        if self.gamma == "scale":
+            var = X.var()
+            self.gamma_ = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
+        else:
+            self.gamma_ = float(self.gamma)
+        self.svc_ = SVC(C=self.C, kernel="precomputed", random_state=self.random_state)
+        self.svc_.fit(rbf_kernel(X, X, gamma=self.gamma_), y)
+        self.classes_ = self.svc_.classes_
+        self.n_features_in_ = X.shape[1]
+        self.n_fit_ = len(X)
+        self.support_vectors_ = X[self.svc_.support_]
+        return self
+
+    def _kernel(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "svc_")
+        X = check_array(X, dtype=np.float64)
+        K = np.zeros((len(X), self.n_fit_))  # only the support vectors' columns are read
+        K[:, self.svc_.support_] = rbf_kernel(X, self.support_vectors_, gamma=self.gamma_)
+        return K
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """As :meth:`sklearn.svm.SVC.decision_function`."""
+        return self.svc_.decision_function(self._kernel(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """As :meth:`sklearn.svm.SVC.predict`."""
+        return self.svc_.predict(self._kernel(X))
 
 
 @register_classifier("logreg")
 class LogReg(Classifier):
     description = "standardise → multinomial logistic regression (lbfgs)"
     default_C = (0.01, 0.1, 1.0, 10.0)
-    row_space = True
+    # no RowSpace: L-BFGS stops on the largest gradient component, which a rotation of the features changes
 
     def estimator(self, random_state: int) -> ClassifierMixin:
         return LogisticRegression(max_iter=2000, random_state=random_state)
