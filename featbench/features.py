@@ -171,7 +171,15 @@ def parallel_backend(name: str, scheduler: str | None, n_jobs: int):
             raise ConfigError(
                 "backend 'dask' needs dask.distributed: pip install 'featbench[dask]'"
             ) from exc
-        client = Client(scheduler) if scheduler else Client(processes=True)
+        try:
+            # dask's own configuration applies, security included (TLS certificates, require-encryption)
+            client = Client(scheduler) if scheduler else Client(processes=True)
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            from featbench.errors import ConfigError
+
+            where = f"scheduler {scheduler!r}" if scheduler else "a local dask cluster"
+            raise ConfigError(f"[run] backend 'dask': cannot connect to {where}: "
+                              f"{' '.join(str(exc).split())[:300]}") from exc
         try:
             with parallel_config(backend="dask"):
                 yield

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from featbench._memory import PeakMemory
@@ -263,7 +264,9 @@ def run_cell(task: Any, cell: Cell, data: TaskInput, record: dict, plugins: tupl
     """
     rec = dict(record)
     t0 = time.perf_counter()
-    with PeakMemory() as mem:
+    # one BLAS thread wherever the cell runs: the cores go to cells, and a cell's floating-point sums are the
+    # same in this process, a loky worker or a dask worker
+    with PeakMemory() as mem, threadpool_limits(limits=1):
         try:
             for spec in plugins:
                 load_plugin(spec)

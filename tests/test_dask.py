@@ -144,3 +144,28 @@ def test_a_worker_lost_mid_run_costs_only_its_cells(tmp_path, backend, cluster):
     assert result.computed == 12
     assert {r["status"] for r in result.records} == {"ok"}, [r["status"] for r in result.records]
     pd.testing.assert_frame_equal(_table(tmp_path / "out"), _table(tmp_path / "again"))
+
+
+def test_tls_cluster_with_dask_security_settings(tmp_path):
+    """dask's security settings are used as they are: with TLS certificates and ``require-encryption`` in
+    dask's configuration, a run reaches a TLS scheduler, and a plain-TCP address is refused in one line."""
+    pytest.importorskip("cryptography", reason="temporary TLS certificates need the cryptography package")
+    import dask
+    from distributed import LocalCluster, Security
+
+    from featbench.errors import ConfigError
+
+    sec = Security.temporary()  # a CA and a certificate signed by it (PEM contents)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tls",
+                      security=sec, dashboard_address="127.0.0.1:0") as c:
+        address = c.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        settings = {"distributed.comm.require-encryption": True, "distributed.comm.tls.ca-file": sec.tls_ca_file,
+                    "distributed.comm.tls.client.cert": sec.tls_client_cert,
+                    "distributed.comm.tls.client.key": sec.tls_client_key}
+        with dask.config.set(settings):
+            result = run(_experiment(tmp_path, "tls", f'backend = "dask"\nscheduler = "{address}"'), tmp_path / "tls")
+            assert {r["status"] for r in result.records} == {"ok"} and result.computed == 12
+            plain = address.replace("tls://", "tcp://")
+            with pytest.raises(ConfigError, match="encryption required"):
+                run(_experiment(tmp_path, "tcp", f'backend = "dask"\nscheduler = "{plain}"'), tmp_path / "tcp")

@@ -134,6 +134,7 @@ class Classification(Task):
             lines += ["", "Not measured:", ""]
             for _, row in bad.iterrows():
                 lines.append(f"- `{row['extractor']}` + {row['classifier']}: {row['status']}")
+        lines += ["", _convergence_line(results)]
         empty = ok[pd.to_numeric(ok["empty_features"], errors="coerce") > 0]
         if not empty.empty:
             lines += ["", "Images whose feature vector is all zeros (e.g. no keypoints found), per split:", ""]
@@ -159,3 +160,19 @@ class Classification(Task):
             for name, r in zip(names, matrix):
                 lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in r) + " |")
         return lines
+
+
+def _convergence_line(results: pd.DataFrame) -> str:
+    """How many classifier fits stopped at their iteration limit (ConvergenceWarning), per row."""
+    rows = results[results["status"] == "ok"]
+    if "not_converged" not in rows.columns or pd.to_numeric(rows["not_converged"], errors="coerce").isna().all():
+        return "Non-converged fits: not counted (cells written by featbench before 0.2)."
+    counts = pd.to_numeric(rows["not_converged"], errors="coerce").fillna(0)
+    fits = int(pd.to_numeric(rows.get("n_fits"), errors="coerce").fillna(0).sum())
+    if not counts.any():
+        return f"Non-converged fits: none of {fits:,} (every fit of the searches and refits converged)."
+    bad = rows.assign(nc=counts)[counts > 0].groupby(["extractor", "classifier"], sort=False)["nc"].sum()
+    where = "; ".join(f"`{e}` + {c}: {int(n)}" for (e, c), n in bad.items())
+    return (f"**Non-converged fits: {int(counts.sum()):,} of {fits:,}** (stopped at their iteration limit; "
+            f"their numbers may change with the machine): {where}.")
+
