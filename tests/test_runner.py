@@ -86,8 +86,18 @@ def test_run_writes_every_report(tmp_path):
     for key in ("config", "versions", "cpu", "cores", "git_commit", "started", "finished"):
         assert key in info
     assert info["cells"] == {"total": 8, "computed": 8, "reused": 0}
+    stages = info["stages"]
+    assert stages["extraction_wall_s"] > 0 and stages["cells_wall_s"] > 0
+    np.testing.assert_allclose(stages["classifier_fit_s"], results["classifier_fit_s"].sum(), atol=0.01)
+    assert stages["task_s"] >= stages["classifier_fit_s"] - 0.01
+    # every fit of every search counted (3 inner folds × grid + the refit; no search for one value)
+    grids = results["C_grid"].map(lambda g: len(json.loads(g)))
+    assert (results["n_fits"] == np.where(grids > 1, 3 * grids + 1, 1)).all()
+    assert (results["not_converged"] == 0).all()
+    assert set(json.loads(results.loc[0, "search_scores"])) == {"0.1", "1.0"}
     report = (out / "report.md").read_text()
     assert "## digits" in report and "Confusion matrix" in report
+    assert f"Non-converged fits: none of {int(results['n_fits'].sum())}" in report
     # sorted by accuracy within the dataset
     table = [ln for ln in report.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
     accs = [float(ln.split("|")[5].split("±")[0].strip(" *")) for ln in table]  # bold: tied with the best

@@ -92,6 +92,8 @@ class Classification(Task):
             "classifier_fit_s": round(fit_s, 4),
             # fits of the search and the refit, and those that stopped at their iteration limit
             "n_fits": search.n_fits,
+            # mean inner-CV accuracy of every value searched: shows how close the choice was
+            "search_scores": json.dumps({str(k): round(v, 6) for k, v in search.scores.items()}),
             "not_converged": search.not_converged,
             "predict_ms_per_image": round(1000 * predict_s / max(len(data.y_test), 1), 5),
             "predictions": encode_labels(y_pred),
