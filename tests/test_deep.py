@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import skip_unless_ci
+from sklearn.base import clone
 from test_common import REASSOCIATION_TOL, assert_close_to_float32_reassociation
 
 from featbench import create_extractor
@@ -152,6 +153,132 @@ def test_rows_do_not_depend_on_the_batch():
     with pytest.raises(AssertionError):
         assert_close_to_float32_reassociation(moved, X)
     assert_close_to_float32_reassociation(np.delete(moved, 3, axis=0), np.delete(X, 3, axis=0))
+
+
+# -- batch_size="auto" ----------------------------------------------------------------------
+def test_batch_search_climbs_while_each_size_gains_and_chooses_the_fastest():
+    from featbench.extractors.deep import BatchSearch
+
+    search = BatchSearch((8, 16, 32, 64))
+    for b, s in [(8, 1.0), (16, 0.9), (32, 0.885)]:  # 32 gains 1.7 % on 16: under 2 %, the climb stops
+        assert not search.done and search.next_candidate() == b
+        search.record(b, s)
+    assert search.done and search.next_candidate() is None and search.best == 32
+    # a size slower than the one before stops it too, and the fastest before it is chosen
+    slower = BatchSearch((8, 16, 32, 64))
+    for b, s in [(8, 1.0), (16, 0.5), (32, 0.6)]:
+        slower.record(b, s)
+    assert slower.done and slower.best == 16 and 64 not in slower.seconds_per_image
+    # gains all the way: every candidate is tried, the last is the best
+    rising = BatchSearch((8, 16, 32))
+    for b, s in [(8, 1.0), (16, 0.5), (32, 0.25)]:
+        rising.record(b, s)
+    assert rising.done and rising.best == 32
+
+
+@pytest.fixture
+def fake_batch_costs(monkeypatch):
+    """Make the forward pass cost ``costs[batch]`` seconds per image on a fake clock; returns
+    ``(costs, batches)``: the dict to fill and the list of batch sizes the network was called with."""
+    from featbench.extractors import deep
+
+    costs: dict[int, float] = {}
+    batches: list[int] = []
+    now = [0.0]
+    monkeypatch.setattr(deep, "_clock", lambda: now[0])
+    monkeypatch.setattr(deep, "AUTO_BATCH_SIZES", (2, 4, 8))
+    build = deep.KerasApplication._build
+
+    def timed_build(self):
+        net = build(self)
+        predict = net["predict"]
+
+        def fake_cost_predict(x):
+            batches.append(len(x))
+            now[0] += costs.get(len(x), 1.0) * len(x)
+            return predict(x)
+
+        net["predict"] = fake_cost_predict
+        return net
+
+    monkeypatch.setattr(deep.KerasApplication, "_build", timed_build)
+    return costs, batches
+
+
+def test_auto_batch_size_measures_on_the_first_images_and_keeps_their_features(fake_batch_costs):
+    costs, batches = fake_batch_costs
+    costs.update({2: 1.0, 4: 0.5, 8: 0.6})  # 4 is fastest; 8 is slower, so the climb stops there
+    imgs = _images(50)
+    ext = _small("resnet50", batch_size="auto").fit([])
+    assert ext.batch_search_.seconds_per_image == {}
+    X = ext.transform(imgs)
+    # three batches per candidate (the first a warm-up), then the other 8 images at the fastest
+    assert batches == [2] * 3 + [4] * 3 + [8] * 3 + [4, 4]
+    assert ext.batch_search_.done and ext.batch_size_ == 4 == ext.report_info()["batch_size"]
+    assert ext.batch_search_.seconds_per_image == pytest.approx({2: 1.0, 4: 0.5, 8: 0.6})
+    # the images measured on are not thrown away: every row is the image's own, whatever batch it was in
+    fixed = _small("resnet50", batch_size=4).fit([])
+    assert_close_to_float32_reassociation(X, fixed.transform(imgs))
+    # the choice is kept: the next call measures nothing
+    del batches[:]
+    ext.transform(imgs[:10])
+    assert batches == [4, 4, 2]
+
+
+def test_auto_batch_size_waits_for_a_call_with_enough_images(fake_batch_costs):
+    costs, batches = fake_batch_costs
+    costs.update({2: 1.0, 4: 0.9, 8: 0.5})
+    ext = _small("resnet50", batch_size="auto").fit([])
+    ext.transform(_images(5))  # fewer than three batches of the first candidate: the fallback size
+    assert batches == [5] and ext.batch_search_.seconds_per_image == {} and ext.batch_size_ == 8
+    del batches[:]
+    ext.transform(_images(20))  # 2 and 4 measured; three batches of 8 do not fit in the 2 images left
+    assert batches == [2] * 3 + [4] * 3 + [2] and not ext.batch_search_.done and ext.batch_size_ == 4
+    del batches[:]
+    ext.transform(_images(30))  # the search goes on where it stopped
+    assert batches == [8] * 3 + [6] and ext.batch_search_.done and ext.batch_size_ == 8
+
+
+def test_auto_batch_size_is_measured_again_by_a_copy_and_for_other_parameters(fake_batch_costs):
+    costs, batches = fake_batch_costs
+    costs.update({2: 1.0, 4: 2.0})
+    ext = _small("resnet50", batch_size="auto").fit([])
+    ext.transform(_images(20))
+    assert ext.batch_size_ == 2 and ext.batch_search_.done
+    for copy in (pickle.loads(pickle.dumps(ext)), clone(ext)):  # another process or machine may differ
+        assert copy.batch_search_ is None
+        copy.fit([])
+        assert copy.batch_search_.seconds_per_image == {}
+    ext.set_params(input_size=48).fit([])  # another network: measured afresh
+    assert ext.batch_search_.seconds_per_image == {}
+    # an int is used as it is: nothing measured
+    fixed = _small("resnet50", batch_size=3).fit([])
+    del batches[:]
+    fixed.transform(_images(7))
+    assert batches == [3, 3, 2] and fixed.batch_search_ is None
+    assert fixed.batch_size_ == 3 == fixed.report_info()["batch_size"]
+
+
+def test_auto_batch_sizes_are_capped_by_memory(monkeypatch):
+    from featbench.extractors import deep
+
+    ext = _small("vgg16", batch_size="auto").fit([])
+    per_image = ext._ensure_net()["activation_bytes"]
+    assert per_image == 4 * 32 * 32 * 64  # block1_conv1/2 at input 32: 64 channels, float32
+    monkeypatch.setattr(deep, "_physical_memory_bytes", lambda: int(16 * 20 * per_image))
+    assert deep.AUTO_MEMORY_SHARE == 1 / 16
+    assert ext._auto_candidates(ext._ensure_net()) == (8, 16)  # 32 x activations > 1/16 of the memory
+    monkeypatch.setattr(deep, "_physical_memory_bytes", lambda: 1)
+    assert ext._auto_candidates(ext._ensure_net()) == (8,)  # the smallest is always allowed
+
+
+def test_batch_size_must_be_a_positive_int_or_auto():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    assert create_extractor("vgg16").batch_size == "auto"
+    for bad in ("fast", 0, 2.5):
+        with pytest.raises(InvalidParameterError, match="'batch_size' parameter of VGG16 must be"):
+            _small("vgg16", batch_size=bad).fit([])
 
 
 def test_random_weights_are_seeded():

@@ -27,8 +27,10 @@ import random
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
 from typing import ClassVar
@@ -43,6 +45,8 @@ from featbench.extractors.base import Extractor, ExtractorSpec, resize, to_rgb
 from featbench.registry import register_extractor
 
 __all__ = [
+    "AUTO_BATCH_SIZES",
+    "BatchSearch",
     "KerasApplication",
     "VGG16",
     "ResNet50",
@@ -50,6 +54,7 @@ __all__ = [
     "keras_application_names",
     "weights_folders",
     "count_gflops",
+    "largest_activation_bytes",
     "seeded",
 ]
 
@@ -65,6 +70,22 @@ _IMPORT_NOISE = ("All log messages before absl::InitializeLog", "oneDNN custom o
                  "To enable the following instructions", "This TensorFlow binary is optimized",
                  "Unable to register cu", "Could not find cuda drivers", "TF-TRT Warning",
                  "computation placer already registered", "cuda_", "E0000 00:00")
+
+#: Batch sizes ``batch_size="auto"`` tries, smallest first (see :class:`BatchSearch`).
+AUTO_BATCH_SIZES = (8, 16, 32, 64, 128, 256)
+#: Batches run per candidate: the first one warms it up (the first pass at a batch size larger than
+#: any before runs 20-40 % slower while TensorFlow's buffers grow), the fastest of the others counts.
+AUTO_BATCHES_PER_CANDIDATE = 3
+#: The search goes on to the next (twice larger) candidate only while each is at least this much
+#: faster per image than the fastest before it.
+AUTO_MIN_GAIN = 0.02
+#: Candidates whose largest activation (batch x the model's largest layer output, float32) would take
+#: more than this share of the machine's memory are not tried.
+AUTO_MEMORY_SHARE = 1 / 16
+#: The batch size of ``"auto"`` before any candidate has been measured (calls with too few images).
+AUTO_FALLBACK_BATCH = 32
+#: The clock batches are timed with (a name of its own, so tests can replace it).
+_clock = time.perf_counter
 
 _TF_LOCK = threading.Lock()
 _TF_READY = False
@@ -305,6 +326,87 @@ def _walk_layers(model):
             yield layer
 
 
+def _physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def largest_activation_bytes(model) -> int:
+    """Bytes of the largest layer output of ``model`` for one image, as float32.
+
+    Read from the layers' symbolic output shapes (the input size must be fixed): about a
+    third to a half of what TensorFlow holds at once per image during a forward pass.
+    """
+    largest = 0
+    for layer in _walk_layers(model):
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in node.output_tensors:
+                shape = tuple(tensor.shape)[1:]
+                if all(d is not None for d in shape):
+                    largest = max(largest, int(np.prod(shape, dtype=np.int64)))
+    return 4 * largest
+
+
+@dataclass
+class BatchSearch:
+    """The measured choice of ``batch_size="auto"``: a climb over :data:`AUTO_BATCH_SIZES`.
+
+    Candidates are tried smallest first, each on :data:`AUTO_BATCHES_PER_CANDIDATE`
+    consecutive batches of real images (their features are kept): the first batch warms
+    the candidate up, the fastest of the others gives its seconds per image, measured as
+    ``transform`` runs (decoding and resizing of the next batch overlapped, as always).
+    The climb goes on while each candidate is at least :data:`AUTO_MIN_GAIN` faster per
+    image than the fastest before it, and stops at the first that is not (or after the
+    last); the fastest measured is chosen. Throughput rises with the batch size while
+    larger batches keep the cores busier, then flattens or falls once a batch's
+    activations outgrow the caches; the climb stops where it flattens (about 16 or 32
+    images at 224 px on a CPU, 8 on some), so it neither pays the memory of large
+    batches for gains within the noise nor stops short where they are large (a GPU).
+
+    Parameters
+    ----------
+    candidates : tuple of int
+        Batch sizes to try, ascending.
+
+    Attributes
+    ----------
+    seconds_per_image : dict of int to float
+        What each candidate tried so far measured.
+    done : bool
+        True once the climb has stopped; ``best`` is then final.
+    """
+
+    candidates: tuple[int, ...]
+    seconds_per_image: dict[int, float] = field(default_factory=dict)
+    done: bool = False
+
+    def next_candidate(self) -> int | None:
+        """The next batch size to measure, or None when the climb is over."""
+        if not self.done:
+            for b in self.candidates:
+                if b not in self.seconds_per_image:
+                    return b
+            self.done = True
+        return None
+
+    def record(self, batch: int, seconds_per_image: float) -> None:
+        """Note what ``batch`` measured; stop the climb unless it gained enough on the fastest before it."""
+        before = min(self.seconds_per_image.values(), default=None)
+        self.seconds_per_image[batch] = seconds_per_image
+        gained = before is None or seconds_per_image <= before * (1 - AUTO_MIN_GAIN)
+        if not gained or len(self.seconds_per_image) == len(self.candidates):
+            self.done = True
+
+    @property
+    def best(self) -> int | None:
+        """The fastest batch size measured so far (None before any)."""
+        if not self.seconds_per_image:
+            return None
+        return min(self.seconds_per_image, key=self.seconds_per_image.__getitem__)
+
+
 # =============================================================================
 # extractors
 # =============================================================================
@@ -320,7 +422,7 @@ class KerasApplication(Extractor):
         "pooling": [StrOptions({"avg", "max"})],
         "layer": [str, None],
         "input_size": [Interval(Integral, 32, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "weights": [str, os.PathLike],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
     }
@@ -461,8 +563,13 @@ class KerasApplication(Extractor):
             raise ConfigError(f"{type(self).__name__}: layer {self.layer!r} has output rank {rank}; "
                               "expected a feature map (4) or a vector (2)")
         model = keras.Model(base.input, out, name=f"featbench_{base.name}")
-        predict = tf.function(lambda x: model(x, training=False),
-                              input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)],
+
+        def features(x):
+            # The model's preprocess_input runs in the graph, on TensorFlow's threads: the prefetch
+            # thread only decodes and resizes, and hands over uint8 (a quarter of the bytes).
+            return model(preprocess(tf.cast(x, tf.float32)), training=False)
+
+        predict = tf.function(features, input_signature=[tf.TensorSpec([None, s, s, 3], tf.uint8)],
                               autograph=False)
         return {
             "base": base,
@@ -473,6 +580,8 @@ class KerasApplication(Extractor):
             "weights_file": str(used[0]) if used else None,
             "n_params": int(model.count_params()),
             "gflops": count_gflops(model),
+            "activation_bytes": largest_activation_bytes(model),
+            "search": None,
         }
 
     @property
@@ -489,12 +598,56 @@ class KerasApplication(Extractor):
         return self._ensure_net()["base"]
 
     # -- extraction -----------------------------------------------------------------------
-    def _prepare(self, images, start: int, stop: int, preprocess) -> np.ndarray:
+    def _prepare(self, images, start: int, stop: int) -> np.ndarray:
+        """``images[start:stop]`` decoded, in RGB and resized: uint8 ``(stop - start, s, s, 3)``."""
         s = int(self.input_size)
-        batch = np.empty((stop - start, s, s, 3), dtype=np.float32)
+        batch = np.empty((stop - start, s, s, 3), dtype=np.uint8)
         for j, i in enumerate(range(start, stop)):
             batch[j] = resize(to_rgb(images[i]), (s, s))
-        return np.asarray(preprocess(batch), dtype=np.float32)
+        return batch
+
+    def _auto_candidates(self, net: dict) -> tuple[int, ...]:
+        """:data:`AUTO_BATCH_SIZES` whose activations fit :data:`AUTO_MEMORY_SHARE` of this machine's memory."""
+        memory = _physical_memory_bytes() or 8 * 2**30
+        budget = AUTO_MEMORY_SHARE * memory
+        fits = tuple(b for b in AUTO_BATCH_SIZES if b * net["activation_bytes"] <= budget)
+        return fits or AUTO_BATCH_SIZES[:1]
+
+    def _search(self, net: dict) -> BatchSearch | None:
+        """The batch-size search of this network on this machine; None when ``batch_size`` is an int."""
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            return None
+        if net.get("search") is None:
+            net["search"] = BatchSearch(self._auto_candidates(net))
+        return net["search"]
+
+    def _current_batch(self, net: dict) -> int:
+        search = self._search(net)
+        if search is None:
+            return int(self.batch_size)
+        if search.best is not None:
+            return search.best
+        return min(AUTO_FALLBACK_BATCH, search.candidates[-1])
+
+    @property
+    def batch_size_(self) -> int | None:
+        """The batch size ``transform`` runs at: ``batch_size`` itself, or what ``"auto"`` chose.
+
+        With ``"auto"``: the fastest candidate measured so far (final once
+        ``batch_search_.done``), :data:`AUTO_FALLBACK_BATCH` while no call has had enough
+        images to measure one, None before the network is built (``fit``).
+        """
+        net = self.__dict__.get("_net")
+        if net is None:
+            return int(self.batch_size) if isinstance(self.batch_size, Integral) else None
+        return self._current_batch(net)
+
+    @property
+    def batch_search_(self) -> BatchSearch | None:
+        """What ``batch_size="auto"`` measured so far on this machine (``seconds_per_image`` per batch
+        size tried, ``done``, ``best``); None when ``batch_size`` is an int or before ``fit``."""
+        net = self.__dict__.get("_net")
+        return self._search(net) if net is not None else None
 
     def _transform_batch(self, images) -> np.ndarray:
         net = self._ensure_net()
@@ -502,29 +655,54 @@ class KerasApplication(Extractor):
         out = np.empty((n, net["dim"]), dtype=np.float32)
         if n == 0:
             return out
-        b = int(self.batch_size)
-        starts = list(range(0, n, b))
-        # Decode and resize batch k+1 in a thread while TensorFlow runs batch k (OpenCV and
-        # TensorFlow both release the GIL); at most two prepared batches exist at a time.
+        search = self._search(net)
+        pos = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featbench-prefetch") as pool:
-            job = pool.submit(self._prepare, images, 0, min(b, n), net["preprocess"])
-            for k, start in enumerate(starts):
-                batch = job.result()
-                if k + 1 < len(starts):
-                    nxt = starts[k + 1]
-                    job = pool.submit(self._prepare, images, nxt, min(nxt + b, n), net["preprocess"])
-                m = len(batch)
-                if m == 1:  # a batch of one takes another oneDNN kernel; a pair keeps it with the others
-                    batch = np.concatenate([batch, batch])
-                out[start:start + m] = net["predict"](batch).numpy()[:m]
+            # batch_size="auto": the first images measure the candidates, as long as images remain
+            # for a candidate's batches; a later call goes on where this one stopped.
+            while search is not None and (b := search.next_candidate()) is not None:
+                k = AUTO_BATCHES_PER_CANDIDATE
+                if n - pos < k * b:
+                    break
+                seconds = self._run_batches(images, out, net, pool, [(pos + j * b, pos + (j + 1) * b) for j in range(k)])
+                search.record(b, min(seconds[1:]) / b)
+                pos += k * b
+            if pos < n:
+                b = self._current_batch(net)
+                self._run_batches(images, out, net, pool, [(i, min(i + b, n)) for i in range(pos, n, b)])
         return out
 
+    def _run_batches(self, images, out: np.ndarray, net: dict, pool: ThreadPoolExecutor,
+                     spans: list[tuple[int, int]]) -> list[float]:
+        """Features of ``images[start:stop]`` into ``out`` for each span; the wall seconds of each.
+
+        Batch k+1 is decoded and resized in ``pool``'s thread while TensorFlow runs batch k
+        (OpenCV and TensorFlow both release the GIL); at most two prepared batches
+        exist at a time. A span's seconds run from waiting for its prepared batch to its
+        features being copied out: the steady-state cost of a batch, preparation overlapped.
+        """
+        seconds = []
+        job = pool.submit(self._prepare, images, *spans[0])
+        for k, (start, stop) in enumerate(spans):
+            t0 = _clock()
+            batch = job.result()
+            if k + 1 < len(spans):
+                job = pool.submit(self._prepare, images, *spans[k + 1])
+            m = len(batch)
+            if m == 1:  # a batch of one takes another oneDNN kernel; a pair keeps it with the others
+                batch = np.concatenate([batch, batch])
+            out[start:stop] = net["predict"](batch).numpy()[:m]
+            seconds.append(_clock() - t0)
+        return seconds
+
     def report_info(self) -> dict:
-        """``n_params`` of the feature model and ``gflops_per_image`` at ``input_size`` (see :func:`count_gflops`)."""
+        """``n_params`` of the feature model, ``gflops_per_image`` at ``input_size`` (see
+        :func:`count_gflops`) and the ``batch_size`` it ran at (what ``"auto"`` chose)."""
         net = self.__dict__.get("_net")
         if net is None:
             return {}
-        return {"n_params": net["n_params"], "gflops_per_image": round(net["gflops"], 4)}
+        return {"n_params": net["n_params"], "gflops_per_image": round(net["gflops"], 4),
+                "batch_size": self._current_batch(net)}
 
     # -- pickling / cloning: the TensorFlow model is rebuilt on demand, never pickled ----------
     def __getstate__(self) -> dict:
@@ -543,11 +721,22 @@ _SHARED_PARAMS_DOC = """
         Images are converted to RGB and resized to ``input_size × input_size``
         (area interpolation when shrinking, so anti-aliased; linear when growing;
         aspect ratio not kept, as ``keras.utils.load_img(target_size=...)``), then
-        passed through the model's own ``preprocess_input``. At least 32.
-    batch_size : int, default=32
+        passed through the model's own ``preprocess_input`` (in float32, inside the
+        traced function). At least 32.
+    batch_size : int or "auto", default="auto"
         Images per forward pass. Memory does not grow with the number of images:
-        they are decoded, resized and preprocessed batch by batch (the next batch
-        in a background thread while the current one runs).
+        they are decoded and resized batch by batch (the next batch in a
+        background thread while the current one runs). ``"auto"`` measures
+        the fastest on this machine as it goes: the first images of the first
+        ``transform`` call with enough of them run at 8, 16, 32, ... (three batches
+        each; features kept, nothing computed twice) while each size is at least
+        2 % faster per image than those before it, and the rest run at the fastest
+        (see :class:`BatchSearch`; ``batch_size_`` and ``report_info()`` say
+        which). The best batch depends on
+        the machine's cores and caches (8 on some 2-core machines, 32 on others);
+        sizes whose largest activation would take over 1/16 of the memory are not
+        tried. A call with too few images for the next candidate runs at the best
+        measured so far (32 before any).
     weights : {"imagenet", "random"} or path, default="imagenet"
         ``"imagenet"``: the Keras ImageNet weights, looked for in
         ``$KERAS_HOME/models`` (default ``~/.keras/models``), then in
@@ -565,16 +754,22 @@ _SHARED_PARAMS_DOC = """
         seed give identical weights and features."""
 
 _SHARED_NOTES = """
-    ``report_info()`` gives ``n_params`` (of the feature model) and
+    ``report_info()`` gives ``n_params`` (of the feature model),
     ``gflops_per_image``: 2 × the multiply-adds of its convolution and dense
     layers at ``input_size``, counted from the layers' kernel and output shapes
-    (:func:`count_gflops`; batch norm, activations and pooling are left out).
+    (:func:`count_gflops`; batch norm, activations and pooling are left out), and
+    ``batch_size``, the batch size it ran at (what ``"auto"`` chose).
 
     Features are deterministic for given parameters, batch size and machine. An
     image's row depends on the batch it is in only up to float32 re-association
     (the same products summed in another order when oneDNN blocks the batch
     differently: about 1e-7 of the feature scale); a lone image is run as a pair,
-    since a batch of one takes yet another kernel."""
+    since a batch of one takes yet another kernel. So ``batch_size="auto"``, which
+    may choose another size on another machine or run, changes rows only within
+    that tolerance; give an int for bit-identical runs. The choice belongs to the
+    process and machine: it is kept with the built network (a second ``transform``
+    does not measure again), and a clone, an unpickled copy or a change of the
+    network's parameters measures afresh."""
 
 
 @register_extractor("keras-app")
@@ -646,7 +841,7 @@ class KerasApp(KerasApplication):
         pooling: str = "avg",
         layer: str | None = None,
         input_size: int = 224,
-        batch_size: int = 32,
+        batch_size: int | str = "auto",
         weights: str = "imagenet",
         random_state: int = 0,
     ) -> None:
@@ -750,7 +945,7 @@ class VGG16(KerasApplication):
         pooling: str = "avg",
         layer: str | None = None,
         input_size: int = 224,
-        batch_size: int = 32,
+        batch_size: int | str = "auto",
         weights: str = "imagenet",
         random_state: int = 0,
     ) -> None:
@@ -802,7 +997,7 @@ class ResNet50(KerasApplication):
         pooling: str = "avg",
         layer: str | None = None,
         input_size: int = 224,
-        batch_size: int = 32,
+        batch_size: int | str = "auto",
         weights: str = "imagenet",
         random_state: int = 0,
     ) -> None:
