@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from featbench import run
 from featbench.classifiers import WeightedKNN, WeightedKNNClassifier, fit_with_search
@@ -156,10 +157,13 @@ def test_retrieval_task_records_equal_the_metrics_of_the_same_features(tmp_path)
     y = images.labels
     for r in recs:
         split = next(s for s in splits if s.id == r["split"])
-        want = retrieval_scores(X[split.train], y[split.train], X[split.test], y[split.test],
-                                whiten=r["task"] == "retrieval-whitened").summary()
+        with threadpool_limits(limits=1):  # as the runner runs every cell: one BLAS thread
+            want = retrieval_scores(X[split.train], y[split.train], X[split.test], y[split.test],
+                                    whiten=r["task"] == "retrieval-whitened").summary()
+        # float32 similarities summed in another order (another process, BLAS build or CPU) can swap two
+        # near-tied neighbours: ~1e-5 of mAP here; a wrong split, label or query set moves it by > 1e-2
         for m in ("mAP", "recall@1", "recall@5", "recall@10", "precision@10"):
-            assert r[m] == pytest.approx(want[m], abs=1e-9), m
+            assert r[m] == pytest.approx(want[m], abs=1e-4), m
     assert {r["classifier"] for r in recs} == {"cosine", "cosine+whitening"}
     report = (tmp_path / "out" / "report.md").read_text()
     assert "### retrieval" in report and "### retrieval-whitened" in report and "| mAP |" in report
