@@ -159,6 +159,8 @@ def test_rows_do_not_depend_on_the_batch():
 def test_batch_search_climbs_while_each_size_gains_and_chooses_the_fastest():
     from featbench.extractors.deep import BatchSearch
 
+    # a warm-up batch and two timed windows of at least 16 images each
+    assert [BatchSearch.images_for(b) for b in (8, 16, 32, 64)] == [8 + 2 * 16, 16 + 2 * 16, 3 * 32, 3 * 64]
     search = BatchSearch((8, 16, 32, 64))
     for b, s in [(8, 1.0), (16, 0.9), (32, 0.885)]:  # 32 gains 1.7 % on 16: under 2 %, the climb stops
         assert not search.done and search.next_candidate() == b
@@ -187,6 +189,7 @@ def fake_batch_costs(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(deep, "_clock", lambda: now[0])
     monkeypatch.setattr(deep, "AUTO_BATCH_SIZES", (2, 4, 8))
+    monkeypatch.setattr(deep, "AUTO_WINDOW_IMAGES", 4)  # timed windows of 2 batches of 2, 1 of 4, 1 of 8
     build = deep.KerasApplication._build
 
     def timed_build(self):
@@ -212,8 +215,8 @@ def test_auto_batch_size_measures_on_the_first_images_and_keeps_their_features(f
     ext = _small("resnet50", batch_size="auto").fit([])
     assert ext.batch_search_.seconds_per_image == {}
     X = ext.transform(imgs)
-    # three batches per candidate (the first a warm-up), then the other 8 images at the fastest
-    assert batches == [2] * 3 + [4] * 3 + [8] * 3 + [4, 4]
+    # a warm-up batch and two timed windows per candidate, then the other 4 images at the fastest
+    assert batches == [2] * 5 + [4] * 3 + [8] * 3 + [4]
     assert ext.batch_search_.done and ext.batch_size_ == 4 == ext.report_info()["batch_size"]
     assert ext.batch_search_.seconds_per_image == pytest.approx({2: 1.0, 4: 0.5, 8: 0.6})
     # the images measured on are not thrown away: every row is the image's own, whatever batch it was in
@@ -229,11 +232,11 @@ def test_auto_batch_size_waits_for_a_call_with_enough_images(fake_batch_costs):
     costs, batches = fake_batch_costs
     costs.update({2: 1.0, 4: 0.9, 8: 0.5})
     ext = _small("resnet50", batch_size="auto").fit([])
-    ext.transform(_images(5))  # fewer than three batches of the first candidate: the fallback size
+    ext.transform(_images(5))  # fewer than the first candidate needs (10): the fallback size
     assert batches == [5] and ext.batch_search_.seconds_per_image == {} and ext.batch_size_ == 8
     del batches[:]
-    ext.transform(_images(20))  # 2 and 4 measured; three batches of 8 do not fit in the 2 images left
-    assert batches == [2] * 3 + [4] * 3 + [2] and not ext.batch_search_.done and ext.batch_size_ == 4
+    ext.transform(_images(25))  # 2 and 4 measured; the 3 images left are too few for 8 (24)
+    assert batches == [2] * 5 + [4] * 3 + [3] and not ext.batch_search_.done and ext.batch_size_ == 4
     del batches[:]
     ext.transform(_images(30))  # the search goes on where it stopped
     assert batches == [8] * 3 + [6] and ext.batch_search_.done and ext.batch_size_ == 8
@@ -243,7 +246,7 @@ def test_auto_batch_size_is_measured_again_by_a_copy_and_for_other_parameters(fa
     costs, batches = fake_batch_costs
     costs.update({2: 1.0, 4: 2.0})
     ext = _small("resnet50", batch_size="auto").fit([])
-    ext.transform(_images(20))
+    ext.transform(_images(24))
     assert ext.batch_size_ == 2 and ext.batch_search_.done
     for copy in (pickle.loads(pickle.dumps(ext)), clone(ext)):  # another process or machine may differ
         assert copy.batch_search_ is None
@@ -710,3 +713,17 @@ def test_published_weights_file_as_a_path(featbench_data, offline, network_attem
         np.testing.assert_array_equal(a, b)  # the same file, read twice: the same bytes
     assert_close_to_float32_reassociation(by_path.transform(imgs), imagenet.transform(imgs))
     assert not network_attempts
+
+
+def test_perf_search_feeds_the_search_exactly_what_each_candidate_needs(fake_batch_costs):
+    from featbench.datasets.base import ArrayImageSet
+    from featbench.perf.deep import _search_batch_size
+
+    costs, batches = fake_batch_costs
+    costs.update({2: 1.0, 4: 0.5, 8: 0.45})  # each gains: the climb measures all three
+    arrays = np.stack([np.full((40, 40, 3), i, np.uint8) for i in range(20)])
+    images = ArrayImageSet("grey levels", arrays, np.zeros(20, int), ["x"])
+    ext = _small("resnet50", batch_size="auto").fit([])
+    used, seconds = _search_batch_size(ext, images)  # 20 images, cycled: the search needs 46
+    assert used == 10 + 12 + 24 and seconds > 0 and ext.batch_search_.done and ext.batch_size_ == 8
+    assert batches == [2] * 5 + [4] * 3 + [8] * 3  # nothing beyond the search

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
@@ -46,6 +46,8 @@ from featbench.registry import register_extractor
 
 __all__ = [
     "AUTO_BATCH_SIZES",
+    "AUTO_WINDOWS",
+    "AUTO_WINDOW_IMAGES",
     "BatchSearch",
     "KerasApplication",
     "VGG16",
@@ -73,9 +75,12 @@ _IMPORT_NOISE = ("All log messages before absl::InitializeLog", "oneDNN custom o
 
 #: Batch sizes ``batch_size="auto"`` tries, smallest first (see :class:`BatchSearch`).
 AUTO_BATCH_SIZES = (8, 16, 32, 64, 128, 256)
-#: Batches run per candidate: the first one warms it up (the first pass at a batch size larger than
-#: any before runs 20-40 % slower while TensorFlow's buffers grow), the fastest of the others counts.
-AUTO_BATCHES_PER_CANDIDATE = 3
+#: Timed windows per candidate, after one warm-up batch (the first pass at a batch size larger than
+#: any before runs 20-40 % slower while TensorFlow's buffers grow); the fastest window counts.
+AUTO_WINDOWS = 2
+#: Images a timed window holds at least (whole batches), so that small batches are not timed on
+#: a few milliseconds alone.
+AUTO_WINDOW_IMAGES = 16
 #: The search goes on to the next (twice larger) candidate only while each is at least this much
 #: faster per image than the fastest before it.
 AUTO_MIN_GAIN = 0.02
@@ -353,10 +358,12 @@ def largest_activation_bytes(model) -> int:
 class BatchSearch:
     """The measured choice of ``batch_size="auto"``: a climb over :data:`AUTO_BATCH_SIZES`.
 
-    Candidates are tried smallest first, each on :data:`AUTO_BATCHES_PER_CANDIDATE`
-    consecutive batches of real images (their features are kept): the first batch warms
-    the candidate up, the fastest of the others gives its seconds per image, measured as
-    ``transform`` runs (decoding and resizing of the next batch overlapped, as always).
+    Candidates are tried smallest first, each on consecutive batches of real images
+    (their features are kept; :meth:`images_for` says how many): one batch warms the
+    candidate up, then :data:`AUTO_WINDOWS` windows of whole batches, each of at least
+    :data:`AUTO_WINDOW_IMAGES` images, are timed as ``transform`` runs them (decoding and
+    resizing of the next batch overlapped, as always); the fastest window gives the
+    candidate's seconds per image (the least disturbed by other processes).
     The climb goes on while each candidate is at least :data:`AUTO_MIN_GAIN` faster per
     image than the fastest before it, and stops at the first that is not (or after the
     last); the fastest measured is chosen. Throughput rises with the batch size while
@@ -381,6 +388,16 @@ class BatchSearch:
     candidates: tuple[int, ...]
     seconds_per_image: dict[int, float] = field(default_factory=dict)
     done: bool = False
+
+    @staticmethod
+    def window(batch: int) -> int:
+        """Batches in one timed window of ``batch``-image batches."""
+        return max(1, -(-AUTO_WINDOW_IMAGES // batch))
+
+    @staticmethod
+    def images_for(batch: int) -> int:
+        """Images measuring ``batch`` takes: a warm-up batch and the timed windows."""
+        return batch * (1 + AUTO_WINDOWS * BatchSearch.window(batch))
 
     def next_candidate(self) -> int | None:
         """The next batch size to measure, or None when the climb is over."""
@@ -598,12 +615,24 @@ class KerasApplication(Extractor):
         return self._ensure_net()["base"]
 
     # -- extraction -----------------------------------------------------------------------
-    def _prepare(self, images, start: int, stop: int) -> np.ndarray:
-        """``images[start:stop]`` decoded, in RGB and resized: uint8 ``(stop - start, s, s, 3)``."""
+    def _prepare(self, images, start: int, stop: int, batch: np.ndarray | None = None) -> np.ndarray:
+        """``images[start:stop]`` decoded, in RGB and resized: uint8 ``(stop - start, s, s, 3)``
+        (written into ``batch`` when given)."""
         s = int(self.input_size)
-        batch = np.empty((stop - start, s, s, 3), dtype=np.uint8)
+        if batch is None:
+            batch = np.empty((stop - start, s, s, 3), dtype=np.uint8)
         for j, i in enumerate(range(start, stop)):
             batch[j] = resize(to_rgb(images[i]), (s, s))
+        return batch
+
+    def _prepare_now(self, images, start: int, stop: int, pool: ThreadPoolExecutor) -> np.ndarray:
+        """:meth:`_prepare` with nothing to overlap yet: this thread and ``pool``'s share the batch."""
+        s = int(self.input_size)
+        batch = np.empty((stop - start, s, s, 3), dtype=np.uint8)
+        mid = start + (stop - start) // 2
+        first_half = pool.submit(self._prepare, images, start, mid, batch[:mid - start])
+        self._prepare(images, mid, stop, batch[mid - start:])
+        first_half.result()
         return batch
 
     def _auto_candidates(self, net: dict) -> tuple[int, ...]:
@@ -661,12 +690,13 @@ class KerasApplication(Extractor):
             # batch_size="auto": the first images measure the candidates, as long as images remain
             # for a candidate's batches; a later call goes on where this one stopped.
             while search is not None and (b := search.next_candidate()) is not None:
-                k = AUTO_BATCHES_PER_CANDIDATE
-                if n - pos < k * b:
+                need, w = BatchSearch.images_for(b), BatchSearch.window(b)
+                if n - pos < need:
                     break
-                seconds = self._run_batches(images, out, net, pool, [(pos + j * b, pos + (j + 1) * b) for j in range(k)])
-                search.record(b, min(seconds[1:]) / b)
-                pos += k * b
+                seconds = self._run_batches(images, out, net, pool, [(i, i + b) for i in range(pos, pos + need, b)])
+                windows = [sum(seconds[1 + j * w:1 + (j + 1) * w]) for j in range(AUTO_WINDOWS)]
+                search.record(b, min(windows) / (w * b))
+                pos += need
             if pos < n:
                 b = self._current_batch(net)
                 self._run_batches(images, out, net, pool, [(i, min(i + b, n)) for i in range(pos, n, b)])
@@ -678,13 +708,18 @@ class KerasApplication(Extractor):
 
         Batch k+1 is decoded and resized in ``pool``'s thread while TensorFlow runs batch k
         (OpenCV and TensorFlow both release the GIL); at most two prepared batches
-        exist at a time. A span's seconds run from waiting for its prepared batch to its
-        features being copied out: the steady-state cost of a batch, preparation overlapped.
+        exist at a time. The first batch, with nothing to overlap, is prepared by this thread
+        and ``pool``'s together. A span's seconds run from waiting for its prepared batch to
+        its features being copied out: the steady-state cost of a batch, preparation overlapped
+        (the first span's include preparing it).
         """
         seconds = []
-        job = pool.submit(self._prepare, images, *spans[0])
+        t0 = _clock()
+        job: Future = Future()
+        job.set_result(self._prepare_now(images, *spans[0], pool))
         for k, (start, stop) in enumerate(spans):
-            t0 = _clock()
+            if k:
+                t0 = _clock()
             batch = job.result()
             if k + 1 < len(spans):
                 job = pool.submit(self._prepare, images, *spans[k + 1])
@@ -728,8 +763,9 @@ _SHARED_PARAMS_DOC = """
         they are decoded and resized batch by batch (the next batch in a
         background thread while the current one runs). ``"auto"`` measures
         the fastest on this machine as it goes: the first images of the first
-        ``transform`` call with enough of them run at 8, 16, 32, ... (three batches
-        each; features kept, nothing computed twice) while each size is at least
+        ``transform`` call with enough of them run at 8, 16, 32, ... (a warm-up
+        batch, then two timed windows of at least 16 images each; features kept,
+        nothing computed twice) while each size is at least
         2 % faster per image than those before it, and the rest run at the fastest
         (see :class:`BatchSearch`; ``batch_size_`` and ``report_info()`` say
         which). The best batch depends on
