@@ -14,14 +14,12 @@ chosen by an inner stratified cross-validation on the training part only
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.metrics.pairwise import rbf_kernel
@@ -32,6 +30,7 @@ from sklearn.svm import SVC, LinearSVC
 from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from featbench._warnings import count_convergence_warnings
 from featbench.registry import register_classifier
 
 __all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "WeightedKNN",
@@ -164,13 +163,7 @@ class DualPrimalLinearSVC(LinearSVC):
         if self.dual is not True:
             self.solver_ = "primal" if self.dual is False else "auto"
             return super().fit(X, y, sample_weight)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            super().fit(X, y, sample_weight)
-        stalled = any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        for w in caught:
-            if not issubclass(w.category, ConvergenceWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        _, stalled = count_convergence_warnings(lambda: super(DualPrimalLinearSVC, self).fit(X, y, sample_weight))
         self.solver_ = "dual"
         if stalled:
             self.dual = False
@@ -373,15 +366,10 @@ class SearchResult:
 
 
 def _fit_counted(estimator, X: np.ndarray, y: np.ndarray) -> tuple[Any, bool]:
-    """``estimator.fit(X, y)``, and whether it warned that it had not converged (the warning is counted,
-    not shown: the caller reports the count)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        estimator.fit(X, y)
-    others = [w for w in caught if not issubclass(w.category, ConvergenceWarning)]
-    for w in others:  # anything else goes where it would have gone
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return estimator, len(others) < len(caught)
+    """``estimator.fit(X, y)``, and whether it warned that it had not converged (counted, not shown: the
+    caller reports the count)."""
+    fitted, bad = count_convergence_warnings(lambda: estimator.fit(X, y))
+    return fitted, bad > 0
 
 
 def search_and_fit(

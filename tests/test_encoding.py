@@ -189,3 +189,28 @@ def test_parameters_are_checked_at_fit(train):
         BoVW(n_words=50).fit([train[0][:10]])
     with pytest.raises(ConfigError, match="unknown encoding 'vlat'"):
         make_encoder("vlat")
+
+
+def test_vocabulary_fits_that_do_not_converge_are_counted_not_hidden(train, recwarn):
+    """A GMM stopped after one EM iteration warns (ConvergenceWarning): the fit counts it in
+    ``not_converged_``, and no warning escapes to the user."""
+    enc = FisherVector(n_words=4, max_iter=1, random_state=0).fit(train)
+    assert enc.not_converged_ == 1
+    assert not [w for w in recwarn if "ConvergenceWarning" in w.category.__name__]
+
+
+def test_well_separated_vocabulary_converges(fitted):
+    assert all(enc.not_converged_ == 0 for enc in fitted.values())
+
+
+def test_codebook_line_of_the_classification_report():
+    import pandas as pd
+
+    from featbench.tasks.classification import _codebook_line
+
+    rows = pd.DataFrame({"dataset": ["d"] * 4, "extractor": ["sift", "sift", "orb", "hog"],
+                         "split": ["s0", "s1", "s0", "s0"], "codebook_not_converged": [0, 2, 0, None]})
+    line = _codebook_line(rows)
+    assert "1 of 3" in line and "`sift`: 2" in line
+    assert "all 2 fitted" in _codebook_line(rows.assign(codebook_not_converged=[0, 0, 0, None]).iloc[[0, 2, 3]])
+    assert _codebook_line(rows.drop(columns="codebook_not_converged")) is None

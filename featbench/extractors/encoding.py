@@ -43,7 +43,6 @@ References
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from numbers import Integral
 from typing import ClassVar
@@ -54,13 +53,13 @@ import sklearn
 from sklearn.base import BaseEstimator
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from featbench._warnings import count_convergence_warnings
 from featbench.errors import ConfigError
 
 __all__ = [
@@ -195,6 +194,9 @@ class _Encoder(BaseEstimator):
                 X = self._project(X)
             else:
                 self.pca_mean_ = self.pca_components_ = None
+            # k-means / GMM fits that stopped at max_iter or found fewer distinct words than asked
+            # (ConvergenceWarning): counted here, shown in the report by the extractors that use the encoder.
+            self.not_converged_ = 0
             self._fit_vocabulary(X, rng)
         self.n_cells_ = int(sum(level * level for level in self.pyramid_))
         self.n_features_out_ = self.n_cells_ * self.cell_dim_
@@ -215,9 +217,8 @@ class _Encoder(BaseEstimator):
             max_iter=100,
             random_state=rng.randint(2**31 - 1),
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            km.fit(X)
+        _, bad = count_convergence_warnings(lambda: km.fit(X))
+        self.not_converged_ += bad
         return np.ascontiguousarray(km.cluster_centers_, dtype=np.float32)
 
     # -- encoding -----------------------------------------------------------------
@@ -534,9 +535,8 @@ class FisherVector(_Encoder):
             means_init=centres,
             random_state=rng.randint(2**31 - 1),
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gmm.fit(X)
+        _, bad = count_convergence_warnings(lambda: gmm.fit(X))
+        self.not_converged_ += bad
         self.means_ = gmm.means_.astype(np.float64)
         self.variances_ = np.maximum(gmm.covariances_, floor).astype(np.float64)
         self.weights_ = np.maximum(gmm.weights_, _EPS).astype(np.float64)

@@ -285,7 +285,8 @@ class LocalFeatures(Extractor):
     def report_info(self) -> dict:
         if not hasattr(self, "encoder_"):
             return {}
-        return {"descriptors_per_image": round(self.descriptors_per_image_, 1)}
+        return {"descriptors_per_image": round(self.descriptors_per_image_, 1),
+                "codebook_not_converged": int(getattr(self.encoder_, "not_converged_", 0))}
 
 
 _SHARED_DOC = """

@@ -137,6 +137,9 @@ class Classification(Task):
             for _, row in bad.iterrows():
                 lines.append(f"- `{row['extractor']}` + {row['classifier']}: {row['status']}")
         lines += ["", _convergence_line(results)]
+        codebooks = _codebook_line(results)
+        if codebooks:
+            lines += ["", codebooks]
         empty = ok[pd.to_numeric(ok["empty_features"], errors="coerce") > 0]
         if not empty.empty:
             lines += ["", "Images whose feature vector is all zeros (e.g. no keypoints found), per split:", ""]
@@ -162,6 +165,23 @@ class Classification(Task):
             for name, r in zip(names, matrix):
                 lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in r) + " |")
         return lines
+
+
+def _codebook_line(results: pd.DataFrame) -> str | None:
+    """How many vocabulary fits (k-means, GMM) of the encoded extractors stopped early (ConvergenceWarning)."""
+    if "codebook_not_converged" not in results.columns:
+        return None
+    per = results.drop_duplicates([c for c in ("dataset", "extractor", "split") if c in results.columns])
+    counts = pd.to_numeric(per["codebook_not_converged"], errors="coerce")
+    rows = per[counts.notna()].assign(nc=counts[counts.notna()])
+    if rows.empty:
+        return None
+    if not rows["nc"].any():
+        return (f"Codebooks (k-means / GMM vocabularies): all {len(rows)} fitted vocabularies converged.")
+    bad = rows[rows["nc"] > 0].groupby("extractor", sort=False)["nc"].sum()
+    where = "; ".join(f"`{e}`: {int(n)}" for e, n in bad.items())
+    return (f"**Codebooks that did not converge: {int(rows['nc'].gt(0).sum())} of {len(rows)}** (k-means / GMM "
+            f"stopped at max_iter or found fewer distinct words than asked): {where}.")
 
 
 def _convergence_line(results: pd.DataFrame) -> str:
