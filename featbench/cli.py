@@ -1,4 +1,4 @@
-"""Command line: ``featbench run / list / report / perf``.
+"""Command line: ``featbench run / list / report / extract / perf``.
 
 Errors in the user's input print one line and exit with code 2; ``--debug``
 shows the traceback too.
@@ -55,6 +55,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/perf", help="output folder (default: results/perf)")
     p.add_argument("--quick", action="store_true", help="fewer images and repeats (a smoke test)")
 
+    p = sub.add_parser("extract", help="write one extractor's features of a dataset to .npz or .parquet, "
+                                       "with a JSON manifest")
+    p.add_argument("dataset", nargs="?", help="an image folder (root/<class>/*) or a built-in dataset name; with "
+                                              "--config, the label of one of its datasets")
+    p.add_argument("-e", "--extractor", required=True,
+                   help="an extractor name (featbench list extractors); with --config, one of its extractor labels")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="params",
+                   help="an extractor parameter as a TOML value, e.g. --set size=64 --set 'P=[8, 16]' (repeatable)")
+    p.add_argument("--config", help="take the dataset, the extractor and the protocol from this experiment file")
+    p.add_argument("--split", type=_split, default=None,
+                   help="fit an extractor that learns on this split's training part (0, 1, ...; default 0) or on "
+                        "every image ('all')")
+    p.add_argument("-o", "--out", required=True, help="output file: .npz or .parquet (the manifest goes to "
+                                                      "<out>.json)")
+    p.add_argument("--n-jobs", type=_n_jobs, help="workers (-1: all cores; default: the experiment's or -1)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+
     p = sub.add_parser("report", help="rewrite the reports of a finished run from its cells")
     p.add_argument("run_dir", help="a run's output folder, e.g. results/default")
     return parser
@@ -68,6 +86,36 @@ def _n_jobs(text: str) -> int:
     if value == 0 or value < -(2**15) or value > 2**15:
         raise argparse.ArgumentTypeError(f"{text!r}: give -1 (all cores) or a positive number of workers")
     return value
+
+
+def _split(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a split number (0, 1, ...) or 'all'")
+    return value
+
+
+def _params(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs, each value read as TOML (``64``, ``"hsv"``, ``[8, 16]``, ``true``); a bare word is a string."""
+    from featbench.config import tomllib
+    from featbench.errors import ConfigError
+
+    params: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--set {pair!r}: give KEY=VALUE, e.g. --set size=64")
+        try:
+            params[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            params[key] = value.strip()
+    return params
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "perf":
             return _cmd_perf(args)
+        if args.command == "extract":
+            return _cmd_extract(args, list(sys.argv[1:] if argv is None else argv))
         return _cmd_report(args)
     except FeatbenchError as exc:
         if args.debug:
@@ -172,6 +222,18 @@ def _cmd_perf(args) -> int:
     missed = [r for r in rows if r["passed"] is False]
     print(f"featbench: {len(rows)} measurements, {len(missed)} target(s) missed -> {Path(args.out) / 'perf.md'}")
     return 1 if missed else 0
+
+
+def _cmd_extract(args, argv: list[str]) -> int:
+    from featbench.export import command_line, experiment_for, extract, write_features
+
+    exp = experiment_for(args.dataset, args.extractor, _params(args.params), config=args.config)
+    result = extract(exp, args.split, n_jobs=args.n_jobs, progress=args.progress, command=command_line(argv))
+    out, manifest = write_features(result, args.out)
+    m = result.manifest
+    print(f"featbench: {m['rows']} x {m['dim']} features of {m['extractor']['label']} on {m['dataset']['label']} "
+          f"(fitted on {m['fitted_on']}{'; from the feature cache' if m['from_cache'] else ''}) -> {out}, {manifest}")
+    return 0
 
 
 def _cmd_report(args) -> int:
