@@ -20,6 +20,7 @@ from featbench.version import __version__
 __all__ = [
     "__version__",
     "run",
+    "compare",
     "register_extractor",
     "register_dataset",
     "register_classifier",
@@ -33,12 +34,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from featbench.comparison import compare
     from featbench.datasets import load_dataset
     from featbench.runner import run
 
 
 def __getattr__(name: str) -> Any:
-    # run and load_dataset pull in scikit-learn, OpenCV and pandas: import them on first use.
+    # run, compare and load_dataset pull in scikit-learn, OpenCV and pandas: import them on first use.
+    if name == "compare":
+        from featbench.comparison import compare
+
+        return compare
     if name == "run":
         from featbench.runner import run
 

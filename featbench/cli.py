@@ -1,4 +1,4 @@
-"""Command line: ``featbench run / list / report / extract / perf``.
+"""Command line: ``featbench run / compare / list / report / extract / perf``.
 
 Errors in the user's input print one line and exit with code 2; ``--debug``
 shows the traceback too.
@@ -46,6 +46,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
 
+    p = sub.add_parser("compare", help="compare features on image folders or built-in datasets, no experiment "
+                                       "file needed (it writes one beside the reports)")
+    p.add_argument("paths", nargs="+", help="image folders (root/<class>/*) or built-in dataset names")
+    p.add_argument("--extractors", type=_names, help="comma-separated extractors (default: those that work on "
+                                                     "the images), e.g. hog,sift,lbp,mobilenet")
+    p.add_argument("--tasks", type=_names, help="comma-separated tasks (default: classification,retrieval; "
+                                                "--quick: classification)")
+    p.add_argument("--quick", action="store_true", help="one split and a smaller grid: a first look")
+    p.add_argument("--random-weights", action="store_true",
+                   help="add the deep networks with random weights (left out of the default answer)")
+    p.add_argument("--name", help="name of the run (default: the folder names) -> results/<name>/")
+    p.add_argument("--out", help="output folder (default: results/<name>)")
+    p.add_argument("--n-jobs", type=_n_jobs, help="workers (-1: all cores)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: when stderr is a terminal)")
+
     p = sub.add_parser("list", help="list registered extractors, datasets, classifiers or tasks")
     p.add_argument("kind", nargs="?", default="all", choices=["extractors", "datasets", "classifiers", "tasks", "all"])
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'h*'")
@@ -86,6 +102,13 @@ def _n_jobs(text: str) -> int:
     if value == 0 or value < -(2**15) or value > 2**15:
         raise argparse.ArgumentTypeError(f"{text!r}: give -1 (all cores) or a positive number of workers")
     return value
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated names, e.g. hog,lbp")
+    return names
 
 
 def _split(text: str) -> int | str:
@@ -141,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "perf":
             return _cmd_perf(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         if args.command == "extract":
             return _cmd_extract(args, list(sys.argv[1:] if argv is None else argv))
         return _cmd_report(args)
@@ -170,6 +195,7 @@ def _cmd_run(args) -> int:
 
     result = run(args.config, args.out, skip_existing=args.skip_existing, n_jobs=args.n_jobs,
                  progress=args.progress)
+    _print_answer(result.records)
     bad = [r for r in result.records if r["status"] != "ok"]
     print(f"featbench: {len(result.records)} cells ({result.computed} computed, {result.reused} reused"
           f"{f', {len(bad)} not ok' if bad else ''}) -> {result.report}")
@@ -222,6 +248,39 @@ def _cmd_perf(args) -> int:
     missed = [r for r in rows if r["passed"] is False]
     print(f"featbench: {len(rows)} measurements, {len(missed)} target(s) missed -> {Path(args.out) / 'perf.md'}")
     return 1 if missed else 0
+
+
+def _print_answer(records: list[dict]) -> None:
+    from featbench.reporting.answer import answer_lines
+
+    for line in answer_lines(records):
+        print(line)
+
+
+def _cmd_compare(args) -> int:
+    from featbench.comparison import compare_experiment, write_experiment
+    from featbench.runner import run
+
+    data, choices = compare_experiment(args.paths, extractors=args.extractors, tasks=args.tasks, quick=args.quick,
+                                       random_weights=args.random_weights, name=args.name)
+    out = Path(args.out) if args.out else Path("results") / data["name"]
+    for label, choice in choices.items():
+        kept = [t["label"] for t in data["extractors"]]
+        print(f"featbench: {label}: images about {choice.side} px, {'colour' if choice.colour else 'gray'}; "
+              f"extractors: {', '.join(kept)}")
+        for kind, why in choice.left_out:
+            print(f"  left out {kind}: {why}")
+    from featbench.records import check_output_dir
+
+    check_output_dir(out)
+    experiment = write_experiment(data, out / "experiment.toml", choices)
+    result = run(experiment, out, n_jobs=args.n_jobs, progress=args.progress)
+    _print_answer(result.records)
+    bad = [r for r in result.records if r["status"] != "ok"]
+    print(f"featbench: {len(result.records)} cells ({result.computed} computed, {result.reused} reused"
+          f"{f', {len(bad)} not ok' if bad else ''}) -> {result.report}; experiment: {experiment} "
+          f"(featbench run {experiment} reproduces it)")
+    return 0
 
 
 def _cmd_extract(args, argv: list[str]) -> int:
