@@ -431,8 +431,8 @@ def _one_line(exc: BaseException) -> str:
 
 def environment_info() -> dict:
     """Package versions, CPU model and cores, Python, git commit of the working directory."""
-    versions = {}
-    for pkg in ("featbench", "numpy", "scikit-learn", "scikit-image", "opencv-python-headless",
+    versions = {"featbench": __version__}  # this code's version (an editable install's metadata may be older)
+    for pkg in ("numpy", "scikit-learn", "scikit-image", "opencv-python-headless",
                 "tensorflow", "tensorflow-cpu", "keras", "joblib", "pandas"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -110,3 +110,25 @@ def test_pareto_front_and_cost_sentence():
     text = "\n".join(answer_lines(records))
     assert "Fastest within 1 point of the best: sift (0.895), 5x cheaper than deep" in text
     assert text.index(" deep ") < text.index(" sift ") < text.index(" hog ")
+
+
+def test_report_overview_has_a_column_per_dataset_and_the_best_in_bold():
+    from featbench.reporting.answer import overview_lines
+    from featbench.reporting.tables import results_table
+
+    def rec(d, e, c, split, acc):
+        return {"dataset": d, "task": "classification", "task_name": "classification", "extractor": e,
+                "weights": "", "classifier": c, "split": split, "status": "ok", "accuracy": acc,
+                "balanced_accuracy": acc, "f1_macro": acc, "extract_ms_per_image": 1.0, "dim": 4, "n_train": 9,
+                "n_test": 3, "family": "classical", "C": 1.0}
+
+    records = [rec("d1", "hog", "logreg", s, a) for s, a in (("s0", 0.8), ("s1", 0.9))]
+    records += [rec("d1", "hog", "rbf-svm", s, a) for s, a in (("s0", 0.6), ("s1", 0.6))]
+    records += [rec("d1", "lbp", "logreg", s, 0.5) for s in ("s0", "s1")]
+    records += [rec("d2", "lbp", "logreg", s, 0.7) for s in ("s0", "s1")]
+    lines = overview_lines(results_table(records))
+    table = [ln for ln in lines if ln.startswith("| `")]
+    assert lines[lines.index(table[0]) - 2] == "| extractor | d1 | d2 |"
+    hog, lbp = ([c.strip() for c in ln.split("|")[1:-1]] for ln in table)
+    assert hog == ["`hog`", "**0.850 ± 0.071 (logreg)**", "—"]  # its best classifier, the column's best
+    assert lbp == ["`lbp`", "0.500 ± 0.000 (logreg)", "**0.700 ± 0.000 (logreg)**"]

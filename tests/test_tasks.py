@@ -255,7 +255,10 @@ def _records(extractor: str, correct_per_split: list[int], n_test: int = 100) ->
 
 
 def _row(report: str, extractor: str) -> list[str]:
-    line = next(ln for ln in report.splitlines() if ln.startswith("| ") and f"`{extractor}`" in ln)
+    """The extractor's row of the first per-dataset table (after the overview, whose table has no '#')."""
+    lines = report.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| # |"))
+    line = next(ln for ln in lines[start:] if ln.startswith("| ") and f"`{extractor}`" in ln)
     return [c.strip() for c in line.split("|")[1:-1]]
 
 

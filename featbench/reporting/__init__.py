@@ -10,6 +10,7 @@ import pandas as pd
 from featbench._io import atomic_write_json, atomic_write_text
 from featbench.errors import FeatbenchError
 from featbench.registry import TASKS
+from featbench.reporting.answer import overview_lines
 from featbench.reporting.tables import RESULT_COLUMNS, TIMING_COLUMNS, results_table, summary_table
 from featbench.tasks.base import ReportContext
 
@@ -80,6 +81,7 @@ def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str
         "classical extractors.",
         "",
     ]
+    lines += overview_lines(results)
     for dataset, d in results.groupby("dataset", sort=False):
         r = d.iloc[0]
         lines += [f"## {dataset}", ""]

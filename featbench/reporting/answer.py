@@ -10,7 +10,7 @@ import pandas as pd
 from featbench.evaluation.significance import significance_columns
 from featbench.reporting.tables import results_table, summary_table
 
-__all__ = ["answer_lines", "pareto_front"]
+__all__ = ["answer_lines", "overview_lines", "pareto_front"]
 
 #: "within one point of the best" in the cost sentence: accuracy difference, as a fraction.
 WITHIN = 0.01
@@ -89,3 +89,35 @@ def _cost_sentence(best: pd.DataFrame) -> str:
         float("inf")
     return text + (f"Fastest within {100 * WITHIN:g} point of the best: {_name(cheapest)} "
                    f"({cheapest['accuracy_mean']:.3f}), {ratio:.3g}x cheaper than {_name(top)}.")
+
+
+def overview_lines(results: pd.DataFrame) -> list[str]:
+    """The report's overview: a row per extractor, a column per dataset, each cell the accuracy (mean ± std)
+    of the extractor's best classifier there; the best of each column in bold. Empty without classification."""
+    cls = results[(results["task_name"] == "classification") & (results["status"] == "ok")]
+    if cls.empty:
+        return []
+    summary = summary_table(cls)
+    summary = summary[summary["status"] == "ok"]
+    best = (summary.sort_values("accuracy_mean", ascending=False)
+            .drop_duplicates(["dataset", "extractor", "weights"]))
+    datasets = list(dict.fromkeys(cls["dataset"]))
+    extractors = list(dict.fromkeys(zip(cls["extractor"], cls["weights"])))
+    top = best.groupby("dataset")["accuracy_mean"].max()
+    lines = ["## Overview", "",
+             "Classification accuracy of each extractor with its best classifier (mean ± std over the splits); "
+             "the best of each dataset in **bold**. The tables per dataset below have every classifier, the "
+             "significance tests and the costs.", "",
+             "| extractor | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    cells = {(r["dataset"], r["extractor"], r["weights"]): r for _, r in best.iterrows()}
+    for ext, weights in extractors:
+        row = [f"`{ext}`" + (f" ({weights})" if weights and weights not in ext else "")]
+        for d in datasets:
+            r = cells.get((d, ext, weights))
+            if r is None:
+                row.append("—")
+                continue
+            text = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} ({r['classifier']})"
+            row.append(f"**{text}**" if r["accuracy_mean"] == top[d] else text)
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]

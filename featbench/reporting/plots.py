@@ -36,6 +36,14 @@ def accuracy_vs_time(summary: pd.DataFrame, title: str, path: Path) -> Path:
         best = ok[ok["extractor"] == r["extractor"]]["accuracy_mean"].max()
         ax.annotate(r["extractor"], (r["extract_ms_per_image"], best), textcoords="offset points",
                     xytext=(4, 4), fontsize=7)
+    per_extractor = ok.sort_values("accuracy_mean", ascending=False).drop_duplicates(["extractor", "weights"])
+    per_extractor = per_extractor[per_extractor["extract_ms_per_image"] > 0]
+    if len(per_extractor) > 1:
+        from featbench.reporting.answer import pareto_front
+
+        front = per_extractor.loc[pareto_front(per_extractor)]
+        ax.plot(front["extract_ms_per_image"], front["accuracy_mean"], drawstyle="steps-post", color="0.4",
+                linestyle="--", linewidth=1, zorder=0, label="Pareto front (best classifier)")
     ax.set_xscale("log")
     ax.set_xlabel("extraction time per image (ms, log scale)")
     ax.set_ylabel("test accuracy (mean ± std over splits)")
