@@ -227,7 +227,8 @@ EXTRACTORS = Registry(
 DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builtin"], check=_is_dataset_loader)
 CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"],
                        check=_is_classifier_class)
-TASKS = Registry("task", "featbench.tasks", ["featbench.tasks.classification", "featbench.tasks.retrieval"],
+TASKS = Registry("task", "featbench.tasks", ["featbench.tasks.classification", "featbench.tasks.retrieval",
+                                             "featbench.tasks.diagnostics"],
                  check=_is_task_class)
 
 

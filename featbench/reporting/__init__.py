@@ -53,7 +53,7 @@ def _task_metrics(results: pd.DataFrame) -> tuple[str, ...]:
 
 def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str:
     """The human-readable report: per dataset, each task's section (tables sorted best first, costs beside)."""
-    ctx = ReportContext(out_dir=Path(out_dir), run_info=run_info)
+    ctx = ReportContext(out_dir=Path(out_dir), run_info=run_info, results=results)
     ver = run_info.get("versions", {})
     cells = run_info.get("cells", {})
     lines = [

@@ -103,3 +103,30 @@ def retrieval_picture(images, rows: dict, title: str, path: Path) -> Path:
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.08, hspace=0.12)
     return _save(fig, path)
+
+
+def map_grid(maps: dict[str, dict], title: str, path: Path, columns: int = 5) -> Path:
+    """A grid of small 2-D scatter plots, one per extractor (``maps``: name → ``{"xy", "labels", "class_names"}``),
+    points coloured by class with one colour map for the whole grid."""
+    n = len(maps)
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.6), squeeze=False)
+    names = next(iter(maps.values())).get("class_names", [])
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for ax, (name, m) in zip(axes.flat, maps.items()):
+        xy = np.asarray(m["xy"], dtype=float).reshape(-1, 2)
+        labels = np.asarray(m["labels"], dtype=int)
+        ax.scatter(xy[:, 0], xy[:, 1], c=labels % cmap.N, cmap=cmap, vmin=0, vmax=cmap.N - 1, s=4, linewidths=0)
+        ax.set_title(name, fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if names and len(names) <= 20:
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=cmap(i % cmap.N), markersize=4)
+                   for i in range(len(names))]
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 10), fontsize=6, frameon=False)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 if names else 0, 1, 0.95))
+    return _save(fig, path)

@@ -86,6 +86,8 @@ class ReportContext:
 
     out_dir: Any
     run_info: dict
+    #: Every row of the run (all datasets and tasks), e.g. to put another task's metric beside one's own.
+    results: pd.DataFrame | None = None
 
 
 class Task:
