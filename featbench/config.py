@@ -24,6 +24,12 @@ Example
     name = "hog"
     size = 32                     # any other key is a parameter of the extractor
 
+    [[extractors]]                # sweep: one extractor row per value of the named key(s),
+    name = "keras-app"            # labelled "mobilenet[layer=conv_pw_3_relu]", ...
+    label = "mobilenet"
+    layer = ["conv_pw_3_relu", "conv_pw_13_relu"]
+    sweep = "layer"               # or a list of keys: their product
+
     [[classifiers]]
     name = "linear-svm"
     C = [0.01, 0.1, 1]
@@ -217,7 +223,8 @@ def parse_experiment(
         datasets.append(DatasetConfig(dname, label, params, proto))
 
     extractors = []
-    for i, e in enumerate(_tables(data, "extractors", where)):
+    for i, e in [(i, e) for i, table in enumerate(_tables(data, "extractors", where))
+                 for e in _expand_sweep(table, f"{where} [[extractors]] #{i + 1}")]:
         w = f"{where} [[extractors]] #{i + 1}"
         ename = _required_str(e, "name", w)
         params = {k: v for k, v in e.items() if k not in ("name", "label")}
@@ -322,6 +329,31 @@ def _task(t: dict, w: str) -> TaskConfig:
 # -- helpers ------------------------------------------------------------------------
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def _expand_sweep(table: dict, where: str) -> list[dict]:
+    """An [[extractors]] table with ``sweep = "key"`` (or a list of keys) as one table per value of
+    each swept key (their product, in the order written), labelled ``<label>[key=value,...]``."""
+    if "sweep" not in table:
+        return [table]
+    keys = table["sweep"]
+    keys = [keys] if isinstance(keys, str) else keys
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        raise ConfigError(f"{where}: sweep must name a parameter (a string) or a list of them, got {keys!r}")
+    for key in keys:
+        if key in ("name", "label", "sweep") or key not in table:
+            raise ConfigError(f"{where}: sweep names {key!r}, which must be a parameter given in this table "
+                              "as a list of the values to sweep")
+        if not isinstance(table[key], list) or not table[key]:
+            raise ConfigError(f"{where}: sweep = {keys!r}: {key} must be a non-empty list of values, "
+                              f"got {table[key]!r}")
+    label = table.get("label", table.get("name"))
+    tables = [{k: v for k, v in table.items() if k != "sweep"}]
+    for key in keys:
+        tables = [{**t, key: value} for t in tables for value in table[key]]
+    for t in tables:
+        t["label"] = f"{label}[{','.join(f'{k}={t[k]}' for k in keys)}]"
+    return tables
 
 
 def _check_common_dataset_params(params: dict, where: str) -> None:

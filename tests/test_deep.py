@@ -110,6 +110,73 @@ def test_intermediate_layer_is_pooled():
     assert ext.report_info()["gflops_per_image"] < _small("vgg16").fit([]).report_info()["gflops_per_image"]
 
 
+def test_layer_of_the_last_block_is_the_default_embedding_exactly():
+    """``layer = "conv_pw_13_relu"`` (MobileNet's last layer) with avg pooling is the default row, bit for bit."""
+    imgs = _images(5)
+    default = _small("keras-app", random_state=3).fit([])
+    probe = _small("keras-app", random_state=3, layer="conv_pw_13_relu", pooling="avg").fit([])
+    assert probe.keras_model.output.shape == default.keras_model.output.shape == (None, 256)
+    np.testing.assert_array_equal(probe.transform(imgs), default.transform(imgs))
+    assert probe.report_info()["gflops_per_image"] == default.report_info()["gflops_per_image"]
+
+
+def _feature_map(ext, layer: str, imgs) -> np.ndarray:
+    """``layer``'s output for ``imgs`` through the extractor's own backbone and preprocessing."""
+    from featbench.extractors.deep import import_tensorflow
+
+    tf, keras = import_tensorflow()
+    base = ext.keras_backbone
+    cut = keras.Model(base.input, base.get_layer(layer).output)
+    x = ext._prepare(imgs, 0, len(imgs)).astype(np.float32)
+    return np.asarray(cut(ext._ensure_net()["preprocess"](tf.constant(x)), training=False))
+
+
+@pytest.mark.parametrize("layer", ["conv_pw_1_relu", "conv_pw_1_bn"])  # after the ReLU, and before it
+def test_gem_pooling_is_the_generalized_mean_of_the_clamped_map(layer):
+    imgs = _images(3)
+    ext = _small("keras-app", input_size=64, layer=layer, pooling="gem").fit([])
+    fmap = _feature_map(ext, layer, imgs)
+    assert fmap.shape[1:3] == (32, 32)
+    if layer == "conv_pw_1_bn":
+        assert (fmap < 0).any(), "the batch-norm output should have negative values to clamp"
+    expected = (np.maximum(fmap.astype(np.float64), 1e-6) ** 3).mean(axis=(1, 2)) ** (1 / 3)
+    X = ext.transform(imgs)
+    assert_close_to_float32_reassociation(X, expected.astype(np.float32))
+    # between the mean and the maximum of the (clamped) map: the power-mean inequality, strictly here
+    clamped = np.maximum(fmap, 1e-6)
+    tol = REASSOCIATION_TOL * np.abs(X).max()
+    assert (X >= clamped.mean(axis=(1, 2)) - tol).all() and (X <= clamped.max(axis=(1, 2)) + tol).all()
+    assert_features_differ(X, clamped.mean(axis=(1, 2)), "GeM and the mean")
+
+
+def test_gflops_are_counted_up_to_the_layer():
+    from featbench.extractors.deep import count_gflops
+
+    ext = _small("keras-app", layer="conv_pw_1_relu").fit([])  # alpha 0.25 at 32 px
+    # conv1: 3x3, stride 2, 3 -> 8 channels on 16x16 outputs; conv_dw_1: 3x3 depthwise on 8; conv_pw_1: 8 -> 16
+    macs = 16 * 16 * (3 * 3 * 3 * 8) + 16 * 16 * (3 * 3 * 8) + 16 * 16 * (8 * 16)
+    assert count_gflops(ext.keras_model) == pytest.approx(2 * macs / 1e9, rel=1e-12)
+    deeper = _small("keras-app", layer="conv_pw_7_relu").fit([])
+    assert count_gflops(ext.keras_model) < count_gflops(deeper.keras_model) < count_gflops(
+        _small("keras-app").fit([]).keras_model)
+
+
+def test_unknown_layer_is_refused_before_anything_runs():
+    from featbench.config import parse_experiment
+
+    ext = create_extractor("keras-app", model="MobileNet", alpha=0.25, input_size=32, layer="conv_pw_7_rlu")
+    with pytest.raises(ConfigError, match=r"'layer'.*Got 'conv_pw_7_rlu'; close matches: 'conv_pw_7_relu'"):
+        ext.validate()
+    data = {"datasets": [{"name": "digits"}], "classifiers": [{"name": "logreg"}],
+            "extractors": [{"name": "keras-app", "alpha": 0.25, "input_size": 32, "layer": "conv_pw_7_rlu"}]}
+    with pytest.raises(ConfigError, match=r"\[\[extractors\]\] #1.*'layer'.*'conv_pw_7_relu'"):
+        parse_experiment(data)
+    with pytest.raises(ConfigError, match="'trainable_from'.*fine-tuning only"):
+        _small("keras-app", trainable_from="conv_pw_7_relu").validate()
+    with pytest.raises(ConfigError, match="'trainable_from'.*at or before layer='conv_pw_3_relu'"):
+        _small("keras-app", fine_tune=True, layer="conv_pw_3_relu", trainable_from="conv_pw_7_relu").validate()
+
+
 def test_gray_and_rgb_inputs_of_several_sizes():
     ext = _small("resnet50").fit([])
     gray = [np.random.default_rng(i).integers(0, 256, size=s, dtype=np.uint8)
@@ -532,6 +599,25 @@ def _assert_weights_equal_file(model, path: Path) -> int:
                 np.testing.assert_array_equal(a, b, err_msg=name)
                 checked += 1
     return checked
+
+
+def test_a_local_copy_with_the_wrong_hash_is_ignored(offline, network_attempts, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    (data / "keras" / "models").mkdir(parents=True)
+    (data / "keras" / "models" / VGG16_FILE).write_bytes(b"not the VGG16 weights")
+    monkeypatch.setenv("FEATBENCH_DATA", str(data))
+    with pytest.raises(WeightsUnavailableError, match=f"{VGG16_FILE}.*did not match the expected hash"):
+        create_extractor("vgg16", input_size=32, weights="imagenet").fit([])
+
+
+def test_imagenet_file_names_are_the_ones_keras_uses():
+    from featbench.extractors.deep import imagenet_weights_file
+
+    assert imagenet_weights_file("VGG16", {}, 224).name == VGG16_FILE
+    assert imagenet_weights_file("ResNet50", {}, 32).file_hash == "4d473c1dd8becc155b73f8504c6f6626"
+    assert imagenet_weights_file("MobileNet", {"alpha": 0.25}, 96).name == MOBILENET_FILE  # 224's at other sizes
+    assert imagenet_weights_file("MobileNet", {"alpha": 0.25}, 128).name == "mobilenet_2_5_128_tf_no_top.h5"
+    assert imagenet_weights_file("MobileNet", {"alpha": 0.3}, 224) is None  # Keras has none; it says so itself
 
 
 @pytest.mark.parametrize("input_size", [224, 96])

@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from featbench.errors import ConfigError
+from featbench.extractors._tf import count_gflops, import_tensorflow, seeded, stratified_validation_split
 from featbench.extractors.base import Extractor, ExtractorSpec, resize, to_gray
-from featbench.extractors.deep import count_gflops, import_tensorflow, seeded
 from featbench.registry import register_extractor
 
 __all__ = ["CNN", "build_network"]
@@ -150,7 +150,7 @@ class CNN(Extractor):
 
     ``report_info()`` gives ``n_params`` (of the embedding network),
     ``gflops_per_image`` (2 × multiply-adds of its convolution and dense layers at
-    ``input_size``, see :func:`featbench.extractors.deep.count_gflops`),
+    ``input_size``, see :func:`featbench.extractors._tf.count_gflops`),
     ``epochs_trained`` (the kept epoch) and ``val_accuracy`` (at that epoch; None
     without validation). Training history per epoch: ``history_``.
 
@@ -236,22 +236,7 @@ class CNN(Extractor):
         return out
 
     def _validation_split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = np.arange(len(y))
-        frac = float(self.validation_fraction)
-        if frac == 0:
-            return idx, None
-        counts = np.bincount(y)
-        n_val = int(round(frac * len(y)))
-        n_classes = len(counts)
-        if counts.min() < 2 or n_val < n_classes or len(y) - n_val < n_classes:
-            log.info("cnn: %d training images in %d classes are too few for a stratified validation part "
-                     "of %.0f%%; training for all %d epochs without early stopping",
-                     len(y), n_classes, 100 * frac, self.epochs)
-            return idx, None
-        from sklearn.model_selection import train_test_split
-
-        train, val = train_test_split(idx, test_size=n_val, stratify=y, random_state=self.seed)
-        return np.sort(train), np.sort(val)
+        return stratified_validation_split(y, float(self.validation_fraction), self.seed, "cnn", int(self.epochs))
 
     # -- training ----------------------------------------------------------------------------
     def _fit(self, images, y) -> None:

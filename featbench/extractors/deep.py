@@ -1,36 +1,33 @@
 """Embeddings from ImageNet CNNs in ``keras.applications``: VGG16, ResNet50, and any other model.
 
 TensorFlow and Keras are imported on first use (``fit``/``transform``), never at
-module import, so ``featbench list`` stays fast. :func:`import_tensorflow` is the
-one place that imports them: it quiets TensorFlow's start-up logging and sets its
-thread pools from the cores this process may use.
+module import, so ``featbench list`` stays fast (see :mod:`featbench.extractors._tf`).
 
 Weights are never downloaded when a local copy exists. For ``weights="imagenet"``
-the file Keras asks for (the very name Keras derives for that model and its
-arguments, e.g. ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``) is looked
-for in the Keras cache (``$KERAS_HOME/models``, default ``~/.keras/models``), then
-in ``$FEATBENCH_DATA/keras/models``; only then may Keras download it. If that
-fails too, ``fit`` raises :class:`~featbench.errors.WeightsUnavailableError`,
-which the runner records as ``skipped: <message>``.
+featbench resolves the file first — the very name Keras uses for that model and
+its arguments (e.g. ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, see
+:func:`imagenet_weights_file`) — in the Keras cache (``$KERAS_HOME/models``,
+default ``~/.keras/models``), then in ``$FEATBENCH_DATA/keras/models``, checked
+against the hash Keras publishes; only then does ``keras.utils.get_file`` try to
+download it. The path found is handed to the constructor's public ``weights=``
+argument. If nothing is found, ``fit`` raises
+:class:`~featbench.errors.WeightsUnavailableError`, which the runner records as
+``skipped: <message>``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
+import hashlib
 import importlib
 import inspect
 import logging
 import os
-import random
-import sys
-import tempfile
-import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +38,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from featbench._paths import featbench_data
 from featbench.datasets.io import file_sha256
 from featbench.errors import ConfigError, WeightsUnavailableError
+from featbench.extractors._tf import (
+    count_gflops,
+    fit_classifier,
+    import_tensorflow,
+    largest_activation_bytes,
+    seeded,
+    stratified_validation_split,
+)
 from featbench.extractors.base import Extractor, ExtractorSpec, resize, to_rgb
 from featbench.registry import register_extractor
 
@@ -53,7 +58,9 @@ __all__ = [
     "VGG16",
     "ResNet50",
     "import_tensorflow",
+    "imagenet_weights_file",
     "keras_application_names",
+    "resolve_imagenet_weights",
     "weights_folders",
     "count_gflops",
     "largest_activation_bytes",
@@ -65,13 +72,6 @@ log = logging.getLogger("featbench")
 # Constructor arguments featbench sets itself; model_kwargs may not name them.
 _RESERVED = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
              "classifier_activation")
-
-# Lines TensorFlow writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (TF >= 2.20
-# logs them before absl is initialised); anything else it writes is passed on.
-_IMPORT_NOISE = ("All log messages before absl::InitializeLog", "oneDNN custom operations are on",
-                 "To enable the following instructions", "This TensorFlow binary is optimized",
-                 "Unable to register cu", "Could not find cuda drivers", "TF-TRT Warning",
-                 "computation placer already registered", "cuda_", "E0000 00:00")
 
 #: Batch sizes ``batch_size="auto"`` tries, smallest first (see :class:`BatchSearch`).
 AUTO_BATCH_SIZES = (8, 16, 32, 64, 128, 256)
@@ -92,83 +92,24 @@ AUTO_FALLBACK_BATCH = 32
 #: The clock batches are timed with (a name of its own, so tests can replace it).
 _clock = time.perf_counter
 
-_TF_LOCK = threading.Lock()
-_TF_READY = False
-_GET_FILE_LOCK = threading.Lock()
-
-
-def _n_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def import_tensorflow():
-    """Import TensorFlow and Keras quietly, once; returns ``(tf, keras)``.
-
-    Sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless already set), silences the absl and
-    ``tensorflow`` Python loggers below ERROR, filters TensorFlow's import-time
-    banner lines from stderr, and sets TensorFlow's intra-op threads to the number
-    of cores this process may run on (``os.sched_getaffinity``) and its inter-op
-    threads to ``min(2, cores)`` (one graph node at a time keeps every core busy on
-    the large convolutions; a second overlaps the small ones). Thread settings only
-    take effect if TensorFlow's runtime has not started yet in this process.
-    """
-    global _TF_READY
-    with _TF_LOCK:
-        if not _TF_READY:
-            if "tensorflow" not in sys.modules:
-                # 3: TensorFlow's C++ errors too; Keras 3's tf.data pipelines log a harmless
-                # "NodeDef mentions attribute use_unbounded_threadpool" error on every fit.
-                # Real failures still raise Python exceptions.
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-                _quiet_import("tensorflow")
-            import absl.logging
-
-            absl.logging.set_verbosity(absl.logging.ERROR)
-            import tensorflow as tf
-
-            tf.get_logger().setLevel(logging.ERROR)
-            cores = _n_cores()
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(cores)
-                tf.config.threading.set_inter_op_parallelism_threads(min(2, cores))
-            except RuntimeError:  # the runtime was started by someone else: keep its settings
-                pass
-            _TF_READY = True
-        import keras
-        import tensorflow as tf
-
-    return tf, keras
-
-
-def _quiet_import(module: str) -> None:
-    """Import ``module`` with file descriptor 2 captured; re-emit what is not known noise."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner)
-        importlib.import_module(module)
-        return
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            importlib.import_module(module)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in _IMPORT_NOISE)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+#: GeM's exponent (Radenović et al. 2019 start from p = 3) and the floor activations are clamped to.
+GEM_P = 3.0
+GEM_EPS = 1e-6
+#: Fine-tuning: images per training step when ``batch_size="auto"``, and epochs without a lower
+#: validation loss before early stopping.
+FINE_TUNE_BATCH = 32
+FINE_TUNE_PATIENCE = 3
 
 
 def keras_application_names() -> list[str]:
     """Model constructors in ``keras.applications`` (``"MobileNet"``, ``"ResNet50"``...)."""
     _, keras = import_tensorflow()
     return sorted(n for n in dir(keras.applications) if n[:1].isupper() and callable(getattr(keras.applications, n)))
+
+
+# =============================================================================
+# ImageNet weights: resolved to a local file first, then downloaded by keras.utils.get_file
+# =============================================================================
 
 
 def keras_home() -> Path:
@@ -201,134 +142,126 @@ def weights_digest(path: str | os.PathLike) -> str:
     return _weights_digest(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
+@functools.lru_cache(maxsize=16)
+def _file_hash(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _matches_hash(path: Path, expected: str) -> bool:
+    """As ``keras.utils.get_file`` checks: SHA-256 for a 64-digit hash, MD5 otherwise."""
+    st = path.stat()
+    algorithm = "sha256" if len(expected) == 64 else "md5"
+    return _file_hash(os.path.realpath(path), algorithm, st.st_size, st.st_mtime_ns) == expected.lower()
+
+
+_KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+#: Hashes Keras publishes for the "notop" files (keras/src/applications/vgg16.py, vgg19.py and
+#: resnet.py WEIGHTS_HASHES[...][1], Keras 3.15); the MobileNet files have none.
+_NOTOP_HASHES = {
+    "vgg16": "6d6bbae143d832006294945121d1f1fc",
+    "vgg19": "253f8cb515780f3b799900260a226db6",
+    "resnet50": "4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101": "88cf7a10940856eca736dc7b7e228a21",
+    "resnet152": "ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "resnet50v2": "fac2f116257151a9d068a22e544a4917",
+    "resnet101v2": "c0ed64b8031c3730f411d2eb4eea35b5",
+    "resnet152v2": "ed17cf2e0169df9d443503ef94b23b33",
+}
+_MOBILENET_ALPHAS = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}
+_MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A Keras ImageNet weights file: its name, where Keras downloads it from, its published hash."""
+
+    name: str
+    origin: str
+    file_hash: str | None = None
+
+
+def imagenet_weights_file(model: str, kwargs: dict, input_size: int) -> WeightsFile | None:
+    """The ``include_top=False`` ImageNet file Keras loads for ``keras.applications.<model>(**kwargs)``
+    at ``input_size``, named exactly as Keras names it; None for a model (or arguments) featbench
+    has no name for, which Keras then resolves itself.
+
+    Known: VGG16, VGG19, ResNet50/101/152 (and V2), MobileNet (``alpha`` 0.25, 0.5, 0.75, 1;
+    separate files for 128, 160, 192 and 224 px, the 224 one at any other size) and MobileNetV2
+    (``alpha`` 0.35 ... 1.4; 96 ... 224 px).
+    """
+    low = model.lower()
+    if model in ("VGG16", "VGG19"):
+        name = f"{low}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return WeightsFile(name, f"{_KERAS_APPLICATIONS_URL}{low}/{name}", _NOTOP_HASHES[low])
+    if low in _NOTOP_HASHES:  # the ResNets
+        name = f"{low}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        return WeightsFile(name, f"{_KERAS_APPLICATIONS_URL}resnet/{name}", _NOTOP_HASHES[low])
+    alpha = float(kwargs.get("alpha", 1.0))
+    if model == "MobileNet":
+        if kwargs.get("depth_multiplier", 1) != 1 or alpha not in _MOBILENET_ALPHAS:
+            return None  # Keras refuses ImageNet weights for these; its own error is kept
+        rows = input_size if input_size in (128, 160, 192, 224) else 224
+        name = f"mobilenet_{_MOBILENET_ALPHAS[alpha]}_{rows}_tf_no_top.h5"
+        return WeightsFile(name, f"{_KERAS_APPLICATIONS_URL}mobilenet/{name}")
+    if model == "MobileNetV2":
+        if alpha not in _MOBILENET_V2_ALPHAS:
+            return None
+        rows = input_size if input_size in (96, 128, 160, 192, 224) else 224
+        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"
+        return WeightsFile(name, f"{_KERAS_APPLICATIONS_URL}mobilenet_v2/{name}")
+    return None
+
+
 #: origin URL → why its download failed, so that one run tries each file once (not once per split).
 _FAILED_DOWNLOADS: dict[str, str] = {}
 
 
-@contextlib.contextmanager
-def _local_weights_first(display: str, used: list[Path]):
-    """Make Keras's ``get_file`` serve weight files from local folders before any download.
+def resolve_imagenet_weights(wanted: WeightsFile, display: str) -> Path:
+    """The local path of ``wanted``: the Keras cache, then ``$FEATBENCH_DATA/keras/models``, then a
+    download into the Keras cache by ``keras.utils.get_file``.
 
-    Every ``keras.applications`` constructor calls ``keras.src.utils.file_utils.get_file``
-    with the file name it wants (derived from the model and its arguments, as Keras
-    does). Inside this context that call returns a local copy when one exists
-    (checked against the hash Keras gives, when it gives one); otherwise it lets
-    Keras download into the Keras cache and turns a failure into
-    :class:`WeightsUnavailableError`. The path served is appended to ``used``.
+    A local copy that does not match the published hash is ignored (with a warning). If the
+    download fails too, raises :class:`WeightsUnavailableError` naming the file and the folders;
+    a failed download is not tried again in the same process.
     """
-    from keras.src.utils import file_utils
-
-    original = file_utils.get_file
-    sig = inspect.signature(original)
-
-    def get_file(*args, **kwargs):
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        fname = a["fname"] or os.path.basename(str(a["origin"]))
-        if a["cache_subdir"] != "models" or a.get("untar") or a.get("extract"):
-            return original(*args, **kwargs)
-        expected = a.get("file_hash") or a.get("md5_hash")
-        algorithm = "md5" if a.get("md5_hash") and not a.get("file_hash") else a.get("hash_algorithm", "auto")
-        folders = weights_folders()
-        bad = []
-        for folder in folders:
-            path = folder / fname
-            if not path.is_file():
-                continue
-            if expected and not file_utils.validate_file(str(path), expected, algorithm=algorithm):
-                bad.append(str(path))
-                log.warning("%s does not match the hash Keras expects (%s); ignoring it", path, expected)
-                continue
-            used.append(path)
-            return str(path)
-        where = " or ".join(str(f) for f in folders)
-        if len(folders) < 2:
-            where += " (or in $FEATBENCH_DATA/keras/models)"
-        damaged = f"; {', '.join(bad)} did not match the expected hash" if bad else ""
-        origin = str(a["origin"])
-        if origin in _FAILED_DOWNLOADS:  # tried in this process already (e.g. the previous split): no retry
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {display} not available — put {fname} in {where} "
-                f"or use weights = \"random\" (download failed: {_FAILED_DOWNLOADS[origin]}{damaged})"
-            )
-        try:
-            kwargs = {**bound.arguments, "cache_dir": str(keras_home())}
-            path = original(**kwargs)
-        except Exception as exc:
-            reason = " ".join(str(exc).replace(f"URL fetch failure on {origin}: ", "").split())[:200]
-            _FAILED_DOWNLOADS[origin] = reason
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {display} not available — put {fname} in {where} "
-                f"or use weights = \"random\" (download failed: {reason}{damaged})"
-            ) from exc
-        used.append(Path(path))
-        return path
-
-    with _GET_FILE_LOCK:
-        file_utils.get_file = get_file
-        try:
-            yield
-        finally:
-            file_utils.get_file = original
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Seed Keras (Python, NumPy and TensorFlow RNGs) with ``seed`` for the block.
-
-    Python's and NumPy's global RNG states are restored afterwards, so seeding a
-    model does not change random numbers drawn elsewhere in the process.
-    """
-    _, keras = import_tensorflow()
-    py_state, np_state = random.getstate(), np.random.get_state()
-    keras.utils.set_random_seed(int(seed))
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-
-
-def count_gflops(model) -> float:
-    """GFLOPs of one forward pass of ``model`` per image: 2 × multiply-adds, counted from its layers.
-
-    Each layer with a kernel (``Conv*``, ``DepthwiseConv*``, ``SeparableConv*``,
-    ``Dense`` and their transposes) costs ``positions × kernel.size``
-    multiply-adds, where ``positions`` is the product of the spatial dimensions of
-    its output (of its input for transposed convolutions) — i.e.
-    ``H·W·C_out·k·k·C_in/groups`` for a convolution and ``in·out`` for a dense
-    layer. Batch normalisation, activations, pooling and additions are not counted
-    (under 1 % of these networks' cost). The shapes are the model's symbolic ones,
-    so the input size must be fixed.
-    """
-    macs = 0
-    for layer in _walk_layers(model):
-        kernels = [getattr(layer, n, None) for n in ("kernel", "depthwise_kernel", "pointwise_kernel")]
-        kernels = [k for k in kernels if k is not None and hasattr(k, "shape")]
-        if not kernels:
+    folders = weights_folders()
+    bad = []
+    for folder in folders:
+        path = folder / wanted.name
+        if not path.is_file():
             continue
-        transposed = "Transpose" in type(layer).__name__
-        try:
-            nodes = layer._inbound_nodes
-        except AttributeError:
-            nodes = []
-        for node in nodes:
-            tensor = (node.input_tensors if transposed else node.output_tensors)[0]
-            shape = tuple(tensor.shape)
-            if any(d is None for d in shape[1:-1]):
-                raise ValueError(f"count_gflops needs a fixed input size; {layer.name} has shape {shape}")
-            positions = int(np.prod(shape[1:-1], dtype=np.int64)) if len(shape) > 2 else 1
-            macs += positions * sum(int(np.prod(tuple(k.shape), dtype=np.int64)) for k in kernels)
-    return 2.0 * macs / 1e9
+        if wanted.file_hash and not _matches_hash(path, wanted.file_hash):
+            bad.append(str(path))
+            log.warning("%s does not match the hash Keras expects (%s); ignoring it", path, wanted.file_hash)
+            continue
+        return path
+    where = " or ".join(str(f) for f in folders)
+    if len(folders) < 2:
+        where += " (or in $FEATBENCH_DATA/keras/models)"
+    damaged = f"; {', '.join(bad)} did not match the expected hash" if bad else ""
 
+    def unavailable(reason: str) -> WeightsUnavailableError:
+        return WeightsUnavailableError(
+            f"ImageNet weights for {display} not available — put {wanted.name} in {where} "
+            f"or use weights = \"random\" (download failed: {reason}{damaged})"
+        )
 
-def _walk_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers and not hasattr(layer, "kernel"):
-            yield from _walk_layers(layer)
-        else:
-            yield layer
+    if wanted.origin in _FAILED_DOWNLOADS:  # tried in this process already (e.g. the previous split): no retry
+        raise unavailable(_FAILED_DOWNLOADS[wanted.origin])
+    _, keras = import_tensorflow()
+    home = keras_home()
+    try:  # (a damaged copy in the Keras cache is downloaded again: get_file checks the hash too)
+        path = keras.utils.get_file(wanted.name, wanted.origin, file_hash=wanted.file_hash,
+                                    cache_subdir="models", cache_dir=str(home))
+    except Exception as exc:
+        reason = " ".join(str(exc).replace(f"URL fetch failure on {wanted.origin}: ", "").split())[:200]
+        _FAILED_DOWNLOADS[wanted.origin] = reason
+        raise unavailable(reason) from exc
+    return Path(path)
 
 
 def _physical_memory_bytes() -> int | None:
@@ -338,20 +271,45 @@ def _physical_memory_bytes() -> int | None:
         return None
 
 
-def largest_activation_bytes(model) -> int:
-    """Bytes of the largest layer output of ``model`` for one image, as float32.
+_LAYER_NAMES: dict[str, list[str]] = {}
 
-    Read from the layers' symbolic output shapes (the input size must be fixed): about a
-    third to a half of what TensorFlow holds at once per image during a forward pass.
+
+def _layer_names(model: str, kwargs: dict, input_size: int) -> list[str]:
+    """Layer names of ``keras.applications.<model>(include_top=False, **kwargs)`` at ``input_size``
+    (a weightless build, remembered per process), for checking ``layer`` before anything runs."""
+    key = repr((model, sorted(kwargs.items()), input_size))
+    if key not in _LAYER_NAMES:
+        _, keras = import_tensorflow()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            skeleton = getattr(keras.applications, model)(weights=None, include_top=False,
+                                                          input_shape=(input_size, input_size, 3), **kwargs)
+        _LAYER_NAMES[key] = [lyr.name for lyr in skeleton.layers]
+    return _LAYER_NAMES[key]
+
+
+def _pooling_layer(keras, pooling: str, rank: int):
+    """The layer that pools a feature map of ``rank`` (4: images, 3: sequences) over its positions.
+
+    ``"avg"`` and ``"max"``: Keras's global pooling layers. ``"gem"``: generalized mean
+    (Radenović et al. 2019), ``(mean over positions of x^p)^(1/p)`` with ``p = GEM_P`` (3),
+    each activation first clamped to at least ``GEM_EPS`` (1e-6), as their reference code does:
+    after a ReLU nothing changes but exact zeros; before one (a batch-norm or linear output),
+    negative values count as (almost) zero, so the power and its root stay real.
     """
-    largest = 0
-    for layer in _walk_layers(model):
-        for node in getattr(layer, "_inbound_nodes", []):
-            for tensor in node.output_tensors:
-                shape = tuple(tensor.shape)[1:]
-                if all(d is not None for d in shape):
-                    largest = max(largest, int(np.prod(shape, dtype=np.int64)))
-    return 4 * largest
+    one_d = rank == 3
+    if pooling == "avg":
+        return (keras.layers.GlobalAveragePooling1D if one_d else keras.layers.GlobalAveragePooling2D)(
+            name="featbench_pool")
+    if pooling == "max":
+        return (keras.layers.GlobalMaxPooling1D if one_d else keras.layers.GlobalMaxPooling2D)(name="featbench_pool")
+    ops = keras.ops
+    axes = (1,) if one_d else (1, 2)
+
+    def gem(x):
+        return ops.power(ops.mean(ops.power(ops.maximum(x, GEM_EPS), GEM_P), axis=axes), 1.0 / GEM_P)
+
+    return keras.layers.Lambda(gem, name="featbench_pool")
 
 
 @dataclass
@@ -429,20 +387,75 @@ class BatchSearch:
 # =============================================================================
 
 
+class _KerasSpec:
+    """A class's :class:`ExtractorSpec`; read from an instance with ``fine_tune=True``, the same spec
+    with ``fitted=True`` (the network then learns from each split's training images)."""
+
+    def __init__(self, spec: ExtractorSpec) -> None:
+        self.spec = spec
+
+    def __get__(self, obj, owner=None) -> ExtractorSpec:
+        if obj is not None and getattr(obj, "fine_tune", False) is True:
+            return replace(self.spec, fitted=True)
+        return self.spec
+
+
+def _keras_spec(description: str, references: tuple[str, ...],
+                input_size: tuple[int, int] | None = None) -> _KerasSpec:
+    return _KerasSpec(ExtractorSpec(family="deep", color="rgb", description=description, input_size=input_size,
+                                    requires=("tensorflow",), references=references, parallel=False))
+
+
 class KerasApplication(Extractor):
-    """Base of the ``keras.applications`` extractors (see :class:`KerasApp` for the parameters)."""
+    """Base of the ``keras.applications`` extractors (see :class:`KerasApp` for the parameters).
+
+    A subclass for one model sets ``model_name``, ``spec`` (:func:`_keras_spec`) and a docstring;
+    it inherits the parameters (``__init__``), their constraints and everything else.
+    """
 
     #: The ``keras.applications`` constructor; None where the ``model`` parameter names it.
     model_name: ClassVar[str | None] = None
 
     _parameter_constraints: ClassVar[dict] = {
-        "pooling": [StrOptions({"avg", "max"})],
+        "pooling": [StrOptions({"avg", "max", "gem"})],
         "layer": [str, None],
         "input_size": [Interval(Integral, 32, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "weights": [str, os.PathLike],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
+        "fine_tune": ["boolean"],
+        "trainable_from": [str, None],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
     }
+    test_params: ClassVar[dict] = {"input_size": 32, "weights": "random", "batch_size": 8}
+
+    def __init__(
+        self,
+        pooling: str = "avg",
+        layer: str | None = None,
+        input_size: int = 224,
+        batch_size: int | str = "auto",
+        weights: str = "imagenet",
+        random_state: int = 0,
+        fine_tune: bool = False,
+        trainable_from: str | None = None,
+        epochs: int = 10,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.1,
+    ) -> None:
+        self.pooling = pooling
+        self.layer = layer
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.weights = weights
+        self.random_state = random_state
+        self.fine_tune = fine_tune
+        self.trainable_from = trainable_from
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
 
     # -- parameters ---------------------------------------------------------------------
     def _model(self) -> str:
@@ -476,6 +489,37 @@ class KerasApplication(Extractor):
     def _check_params(self) -> None:
         if self._weights_kind() == "file":
             self._weights_path()
+        if self.trainable_from is not None and not self.fine_tune:
+            raise ConfigError(
+                f"The 'trainable_from' parameter of {type(self).__name__} applies to fine-tuning only; "
+                f"got trainable_from={self.trainable_from!r} with fine_tune=False: set fine_tune = true or drop it"
+            )
+        if self.layer is not None or self.trainable_from is not None:
+            try:
+                names = _layer_names(self._model(), self._model_kwargs(), int(self.input_size))
+            except (ValueError, TypeError):
+                return  # the model cannot be built with these arguments: fit says why
+            self._check_layers(names)
+
+    def _check_layers(self, names: list[str]) -> None:
+        """``layer`` and ``trainable_from`` name layers of the backbone, ``trainable_from`` not after ``layer``."""
+        for key in ("layer", "trainable_from"):
+            value = getattr(self, key)
+            if value is None or value in names:
+                continue
+            close = difflib.get_close_matches(value, names, n=5, cutoff=0.5)
+            hint = f"; close matches: {', '.join(map(repr, close))}" if close else ""
+            raise ConfigError(
+                f"The '{key}' parameter of {type(self).__name__} must name a layer of "
+                f"{self._display()}. Got {value!r}{hint} (all {len(names)} layers: "
+                f"keras.applications.{self._model()}(include_top=False).summary())"
+            )
+        if self.layer is not None and self.trainable_from is not None:
+            if names.index(self.trainable_from) > names.index(self.layer):
+                raise ConfigError(
+                    f"The 'trainable_from' parameter of {type(self).__name__} must name a layer at or before "
+                    f"layer={self.layer!r} (the embedding is taken there); got {self.trainable_from!r}"
+                )
 
     def content_token(self) -> str | None:
         if self._weights_kind() != "file":
@@ -489,15 +533,14 @@ class KerasApplication(Extractor):
     @property
     def weights_label(self) -> str:
         kind = self._weights_kind()
-        if kind == "file":
-            return f"file:{Path(os.fspath(self.weights)).name}"
-        return kind
+        label = f"file:{Path(os.fspath(self.weights)).name}" if kind == "file" else kind
+        return label + "+fine-tuned" if self.fine_tune else label
 
     # -- the network ------------------------------------------------------------------
     def _net_key(self) -> tuple:
         key = [self._model(), tuple(sorted(self._model_kwargs().items())), self.layer, self.pooling,
-               self.input_size, os.fspath(self.weights)]
-        if self._weights_kind() == "random":
+               self.input_size, os.fspath(self.weights), bool(self.fine_tune)]
+        if self._weights_kind() == "random" or self.fine_tune:
             key.append(self.random_state)
         if self._weights_kind() == "file":
             stat = self._weights_path().stat()
@@ -505,18 +548,29 @@ class KerasApplication(Extractor):
         return tuple(key)
 
     def _fit(self, images, y) -> None:
+        for name in ("fine_tuned_weights_", "history_", "epochs_trained_", "val_accuracy_", "classes_"):
+            self.__dict__.pop(name, None)
+        if self.fine_tune:
+            # a fresh pretrained network for every fit: never go on from an earlier split's training
+            self.__dict__.pop("_net", None)
         net = self._ensure_net()
+        if self.fine_tune:
+            self._fine_tune(net, images, y)
         self.n_features_out_ = net["dim"]
         self.weights_file_ = net["weights_file"]
 
     def _ensure_net(self) -> dict:
-        """Build (once per set of parameters) the feature model and its compiled call."""
+        """Build (once per set of parameters) the feature model and its compiled call; a fine-tuned
+        extractor's network gets its trained weights back (after unpickling, or a change of ``batch_size``)."""
         key = self._net_key()
         net = self.__dict__.get("_net")
         if net is not None and net["key"] == key:
             return net
         self.__dict__.pop("_net", None)
         net = self._build()
+        tuned = self.__dict__.get("fine_tuned_weights_")
+        if self.fine_tune and tuned is not None:
+            net["base"].set_weights(tuned)
         net["key"] = key
         self._net = net
         return net
@@ -535,8 +589,13 @@ class KerasApplication(Extractor):
             warnings.filterwarnings("ignore", message=r".*Weights for input shape \(224, 224\) will be loaded")
             try:
                 if kind == "imagenet":
-                    with _local_weights_first(self._display(), used):
-                        base = ctor(weights="imagenet", **kwargs)
+                    wanted = imagenet_weights_file(name, self._model_kwargs(), s)
+                    if wanted is None:
+                        base = self._imagenet_by_keras(ctor, kwargs)
+                    else:
+                        path = resolve_imagenet_weights(wanted, self._display())
+                        base = ctor(weights=str(path), **kwargs)
+                        used.append(path)
                 else:
                     with seeded(self.random_state):
                         base = ctor(weights=None, **kwargs)
@@ -556,29 +615,14 @@ class KerasApplication(Extractor):
                 raise ConfigError(f"{type(self).__name__}: keras.applications.{self._display()} "
                                   f"with input_size={s} cannot be built: {exc}") from exc
 
-        if self.layer is None:
-            out = base.output
-        else:
-            names = [lyr.name for lyr in base.layers]
-            if self.layer not in names:
-                close = difflib.get_close_matches(self.layer, names, n=5, cutoff=0.5)
-                hint = f"; close matches: {', '.join(map(repr, close))}" if close else ""
-                raise ConfigError(
-                    f"The 'layer' parameter of {type(self).__name__} must name a layer of "
-                    f"{self._display()}. Got {self.layer!r}{hint} (all {len(names)} layers: "
-                    f"keras.applications.{name}(include_top=False).summary())"
-                )
-            out = base.get_layer(self.layer).output
+        self._check_layers([lyr.name for lyr in base.layers])
+        out = base.output if self.layer is None else base.get_layer(self.layer).output
         rank = len(out.shape)
-        if rank == 4:
-            pool = keras.layers.GlobalAveragePooling2D if self.pooling == "avg" else keras.layers.GlobalMaxPooling2D
-            out = pool(name="featbench_pool")(out)
-        elif rank == 3:
-            pool = keras.layers.GlobalAveragePooling1D if self.pooling == "avg" else keras.layers.GlobalMaxPooling1D
-            out = pool(name="featbench_pool")(out)
-        elif rank != 2:
+        if rank not in (2, 3, 4):
             raise ConfigError(f"{type(self).__name__}: layer {self.layer!r} has output rank {rank}; "
                               "expected a feature map (4) or a vector (2)")
+        if rank > 2:
+            out = _pooling_layer(keras, self.pooling, rank)(out)
         model = keras.Model(base.input, out, name=f"featbench_{base.name}")
 
         def features(x):
@@ -600,6 +644,79 @@ class KerasApplication(Extractor):
             "activation_bytes": largest_activation_bytes(model),
             "search": None,
         }
+
+    def _imagenet_by_keras(self, ctor, kwargs: dict):
+        """``ctor(weights="imagenet")`` for a model whose file featbench cannot name: Keras looks in
+        its own cache (``$KERAS_HOME/models`` as set when Keras was imported) and downloads there."""
+        try:
+            return ctor(weights="imagenet", **kwargs)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {self._display()} not available — featbench does not know this "
+                f"model's file name, so Keras looked in its own cache only; download it there, give "
+                f"weights = \"<path of the file>\" or use weights = \"random\" (download failed: {reason})"
+            ) from exc
+
+    # -- fine-tuning ------------------------------------------------------------------------
+    def _fine_tune(self, net: dict, images, y) -> None:
+        """Train the backbone (from ``trainable_from`` on) with a new softmax head on ``images``.
+
+        The head is dropout 0.2 and a dense softmax layer on the pooled embedding itself (the
+        output of ``layer``, pooled as ``pooling`` says), so what is trained is what is extracted.
+        """
+        who = f"{type(self).__name__} fine-tuning"
+        if y is None:
+            raise ConfigError(f"{who} learns from labels: fit(images, y) needs the training labels y "
+                              "(or set fine_tune = false)")
+        y = np.asarray(y)
+        if len(y) != len(images):
+            raise ValueError(f"{who}: {len(images)} images but {len(y)} labels")
+        if len(images) == 0:
+            raise ValueError(f"{who}: fit needs at least one training image")
+        classes, y_idx = np.unique(y, return_inverse=True)
+        n_classes = max(2, len(classes))
+        tf, keras = import_tensorflow()
+        # process-wide and not reversible (as for the cnn extractor): repeatable training for a seed
+        tf.config.experimental.enable_op_determinism()
+        X = self._prepare(images, 0, len(images))
+        epochs = int(self.epochs)
+        train, val = stratified_validation_split(y_idx, float(self.validation_fraction), int(self.random_state),
+                                                 who, epochs)
+        base, preprocess, seed = net["base"], net["preprocess"], int(self.random_state)
+        start = 0 if self.trainable_from is None else [lyr.name for lyr in base.layers].index(self.trainable_from)
+        for i, lyr in enumerate(base.layers):
+            lyr.trainable = i >= start
+        batch = int(self.batch_size) if isinstance(self.batch_size, Integral) else FINE_TUNE_BATCH
+        with seeded(seed), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            inp = keras.Input((X.shape[1], X.shape[2], 3), dtype="uint8", name="image")
+            x = keras.layers.Lambda(lambda t: preprocess(keras.ops.cast(t, "float32")), name="preprocess")(inp)
+            # training=False: batch normalisation keeps its ImageNet statistics (Keras's transfer-learning
+            # guide); its scale and offset still train where the layer is trainable
+            x = net["model"](x, training=False)
+            x = keras.layers.Dropout(0.2, seed=seed + 1, name="head_dropout")(x)
+            out = keras.layers.Dense(n_classes, activation="softmax", name="head")(x)
+            model = keras.Model(inp, out, name=f"featbench_{base.name}_fine_tune")
+            model.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            hist = fit_classifier(keras, model, X, y_idx, train, val, epochs=epochs, batch_size=batch,
+                                  patience=FINE_TUNE_PATIENCE)
+        for lyr in base.layers:
+            lyr.trainable = True
+        if val is not None:
+            best = int(np.argmin(hist["val_loss"]))
+            self.val_accuracy_ = float(hist["val_accuracy"][best])
+            self.epochs_trained_ = best + 1
+        else:
+            self.val_accuracy_ = float("nan")
+            self.epochs_trained_ = len(hist["loss"])
+        self.classes_ = classes
+        self.history_ = hist
+        # numpy arrays: a fitted extractor pickles without TensorFlow and rebuilds its network from them
+        self.fine_tuned_weights_ = [np.asarray(w) for w in base.get_weights()]
 
     @property
     def keras_model(self):
@@ -731,13 +848,18 @@ class KerasApplication(Extractor):
         return seconds
 
     def report_info(self) -> dict:
-        """``n_params`` of the feature model, ``gflops_per_image`` at ``input_size`` (see
-        :func:`count_gflops`) and the ``batch_size`` it ran at (what ``"auto"`` chose)."""
+        """``n_params`` of the feature model, ``gflops_per_image`` at ``input_size`` up to ``layer`` (see
+        :func:`count_gflops`), the ``batch_size`` it ran at (what ``"auto"`` chose) and, when fine-tuned,
+        ``epochs_trained`` (the kept epoch) and ``val_accuracy`` (at that epoch; None without validation)."""
         net = self.__dict__.get("_net")
         if net is None:
             return {}
-        return {"n_params": net["n_params"], "gflops_per_image": round(net["gflops"], 4),
+        info = {"n_params": net["n_params"], "gflops_per_image": round(net["gflops"], 4),
                 "batch_size": self._current_batch(net)}
+        if self.fine_tune and "epochs_trained_" in self.__dict__:
+            info["epochs_trained"] = self.epochs_trained_
+            info["val_accuracy"] = None if np.isnan(self.val_accuracy_) else round(self.val_accuracy_, 4)
+        return info
 
     # -- pickling / cloning: the TensorFlow model is rebuilt on demand, never pickled ----------
     def __getstate__(self) -> dict:
@@ -747,11 +869,23 @@ class KerasApplication(Extractor):
 
 
 _SHARED_PARAMS_DOC = """
-    pooling : {"avg", "max"}, default="avg"
-        Global pooling of the last feature map (or of ``layer``'s output) into one vector.
+    pooling : {"avg", "max", "gem"}, default="avg"
+        Global pooling of the last feature map (or of ``layer``'s output) into one
+        vector: the mean, the maximum, or the generalized mean (GeM, Radenović et al.
+        2019) ``(mean x^3)^(1/3)`` over the spatial positions, between the two. GeM
+        clamps each activation to at least 1e-6 first (as the authors' code does):
+        after a ReLU only exact zeros change; at a layer before the ReLU, negative
+        values count as zero.
     layer : str or None, default=None
         Name of an intermediate layer whose output is pooled instead of the last
-        block's (``keras_model.summary()`` of the backbone lists the names).
+        block's (a layer probe; ``keras_backbone.summary()`` lists the names). An
+        unknown name is a :class:`~featbench.errors.ConfigError` listing close
+        matches, raised when the parameters are validated (before any image is
+        read). The output of the backbone's last layer (e.g. ``"conv_pw_13_relu"``
+        for MobileNet) is the default embedding itself. ``report_info()``'s
+        ``gflops_per_image`` counts only the layers up to ``layer``. To sweep
+        layers in an experiment, give a list and ``sweep = "layer"`` (see
+        :mod:`featbench.config`).
     input_size : int, default=224
         Images are converted to RGB and resized to ``input_size × input_size``
         (area interpolation when shrinking, so anti-aliased; linear when growing;
@@ -787,7 +921,34 @@ _SHARED_PARAMS_DOC = """
         ``.weights.h5`` from ``keras_backbone.save_weights``).
     random_state : int, default=0
         Seed of the random weights (``weights="random"``); two fits with the same
-        seed give identical weights and features."""
+        seed give identical weights and features. With ``fine_tune``, also the seed
+        of the head's initial weights, the validation part, the shuffling and dropout.
+    fine_tune : bool, default=False
+        Transfer learning: ``fit`` trains the network (from ``weights``) on the
+        training images and labels with a new head (dropout 0.2, a dense softmax
+        layer) on the pooled embedding, by Adam on the cross-entropy, the layers
+        before ``trainable_from`` frozen; the embedding is then taken as usual from
+        the trained network, and ``weights_label`` says ``imagenet+fine-tuned``.
+        Batch normalisation runs in inference mode (its ImageNet statistics are
+        kept; its scale and offset train where trainable), as in Keras's
+        transfer-learning guide. Training batches hold ``batch_size`` images (32
+        when it is ``"auto"``); no augmentation. Needs labels in ``fit``; the runner
+        then fits once per split on its training images only (``spec.fitted`` is
+        True for such an instance).
+    trainable_from : str or None, default=None
+        With ``fine_tune``: the first layer that trains (a layer name, at or before
+        ``layer``); those before it stay frozen. None: the whole backbone trains.
+    epochs : int, default=10
+        With ``fine_tune``: at most this many passes over the training images.
+    learning_rate : float, default=0.001
+        With ``fine_tune``: Adam's learning rate (constant).
+    validation_fraction : float, default=0.1
+        With ``fine_tune``: the share of the *training* images held out
+        (stratified, seeded by ``random_state``) for early stopping: training stops
+        after 3 epochs without a lower validation loss and the weights of the best
+        epoch are kept (``keras.callbacks.EarlyStopping(restore_best_weights=True)``).
+        0, or too few images to give every class a validation image, trains for
+        all ``epochs`` on all of them."""
 
 _SHARED_NOTES = """
     ``report_info()`` gives ``n_params`` (of the feature model),
@@ -805,7 +966,18 @@ _SHARED_NOTES = """
     that tolerance; give an int for bit-identical runs. The choice belongs to the
     process and machine: it is kept with the built network (a second ``transform``
     does not measure again), and a clone, an unpickled copy or a change of the
-    network's parameters measures afresh."""
+    network's parameters measures afresh.
+
+    Fine-tuning is repeatable for a seed as far as TensorFlow allows: ``fit`` seeds
+    Python, NumPy and TensorFlow (``keras.utils.set_random_seed``; Python's and
+    NumPy's global states are restored afterwards) and turns on
+    ``tf.config.experimental.enable_op_determinism()`` (process-wide and not
+    reversible, as the ``cnn`` extractor does). On the same machine, TensorFlow
+    build and thread count two fits then give the same weights; on others the
+    float32 sums may be ordered differently and training drift slightly.
+    ``report_info()`` then adds ``epochs_trained`` and ``val_accuracy``; the
+    training history is ``history_``, the trained backbone weights
+    ``fine_tuned_weights_`` (NumPy arrays, so the fitted extractor pickles)."""
 
 
 @register_extractor("keras-app")
@@ -848,17 +1020,10 @@ class KerasApp(KerasApplication):
     .. [2] Chollet, F. et al. Keras Applications, https://keras.io/api/applications/.
     """
 
-    spec = ExtractorSpec(
-        family="deep",
-        color="rgb",
-        description="global-pooled embedding of any keras.applications model (include_top=False)",
-        input_size=None,
-        requires=("tensorflow",),
-        references=(
-            "Howard et al. 2017, MobileNets: Efficient convolutional neural networks for mobile vision applications",
-            "Keras Applications (keras.io/api/applications)",
-        ),
-        parallel=False,
+    spec = _keras_spec(
+        "global-pooled embedding of any keras.applications model (include_top=False)",
+        ("Howard et al. 2017, MobileNets: Efficient convolutional neural networks for mobile vision applications",
+         "Keras Applications (keras.io/api/applications)"),
     )
     _parameter_constraints: ClassVar[dict] = {
         **KerasApplication._parameter_constraints,
@@ -880,16 +1045,19 @@ class KerasApp(KerasApplication):
         batch_size: int | str = "auto",
         weights: str = "imagenet",
         random_state: int = 0,
+        fine_tune: bool = False,
+        trainable_from: str | None = None,
+        epochs: int = 10,
+        learning_rate: float = 1e-3,
+        validation_fraction: float = 0.1,
     ) -> None:
         self.model = model
         self.model_kwargs = model_kwargs
         self.alpha = alpha
-        self.pooling = pooling
-        self.layer = layer
-        self.input_size = input_size
-        self.batch_size = batch_size
-        self.weights = weights
-        self.random_state = random_state
+        super().__init__(pooling=pooling, layer=layer, input_size=input_size, batch_size=batch_size,
+                         weights=weights, random_state=random_state, fine_tune=fine_tune,
+                         trainable_from=trainable_from, epochs=epochs, learning_rate=learning_rate,
+                         validation_fraction=validation_fraction)
 
     def _model(self) -> str:
         return self.model
@@ -965,32 +1133,11 @@ class VGG16(KerasApplication):
     """
 
     model_name = "VGG16"
-    spec = ExtractorSpec(
-        family="deep",
-        color="rgb",
-        description="VGG16 (ImageNet or random weights), global-pooled last conv block, 512-d",
+    spec = _keras_spec(
+        "VGG16 (ImageNet or random weights), global-pooled last conv block, 512-d",
+        ("Simonyan & Zisserman 2015, Very deep convolutional networks for large-scale image recognition",),
         input_size=(224, 224),
-        requires=("tensorflow",),
-        references=("Simonyan & Zisserman 2015, Very deep convolutional networks for large-scale image recognition",),
-        parallel=False,
     )
-    test_params: ClassVar[dict] = {"input_size": 32, "weights": "random", "batch_size": 8}
-
-    def __init__(
-        self,
-        pooling: str = "avg",
-        layer: str | None = None,
-        input_size: int = 224,
-        batch_size: int | str = "auto",
-        weights: str = "imagenet",
-        random_state: int = 0,
-    ) -> None:
-        self.pooling = pooling
-        self.layer = layer
-        self.input_size = input_size
-        self.batch_size = batch_size
-        self.weights = weights
-        self.random_state = random_state
 
 
 @register_extractor("resnet50")
@@ -1017,30 +1164,8 @@ class ResNet50(KerasApplication):
     """
 
     model_name = "ResNet50"
-    spec = ExtractorSpec(
-        family="deep",
-        color="rgb",
-        description="ResNet50 (ImageNet or random weights), global-pooled last stage, 2048-d",
+    spec = _keras_spec(
+        "ResNet50 (ImageNet or random weights), global-pooled last stage, 2048-d",
+        ("He et al. 2016, Deep residual learning for image recognition",),
         input_size=(224, 224),
-        requires=("tensorflow",),
-        references=("He et al. 2016, Deep residual learning for image recognition",),
-        parallel=False,
     )
-    test_params: ClassVar[dict] = {"input_size": 32, "weights": "random", "batch_size": 8}
-
-    def __init__(
-        self,
-        pooling: str = "avg",
-        layer: str | None = None,
-        input_size: int = 224,
-        batch_size: int | str = "auto",
-        weights: str = "imagenet",
-        random_state: int = 0,
-    ) -> None:
-        self.pooling = pooling
-        self.layer = layer
-        self.input_size = input_size
-        self.batch_size = batch_size
-        self.weights = weights
-        self.random_state = random_state
-
