@@ -223,8 +223,8 @@ def parse_experiment(
         datasets.append(DatasetConfig(dname, label, params, proto))
 
     extractors = []
-    for i, e in [(i, e) for i, table in enumerate(_tables(data, "extractors", where))
-                 for e in _expand_sweep(table, f"{where} [[extractors]] #{i + 1}")]:
+    for i, e in [(n, row) for n, table in enumerate(_tables(data, "extractors", where))
+                 for row in _expand_sweep(table, f"{where} [[extractors]] #{n + 1}")]:
         w = f"{where} [[extractors]] #{i + 1}"
         ename = _required_str(e, "name", w)
         params = {k: v for k, v in e.items() if k not in ("name", "label")}

@@ -27,6 +27,7 @@ __all__ = [
     "largest_activation_bytes",
     "stratified_validation_split",
     "fit_classifier",
+    "quiet_stderr",
 ]
 
 log = logging.getLogger("featbench")
@@ -90,22 +91,39 @@ def import_tensorflow():
 
 def _quiet_import(module: str) -> None:
     """Import ``module`` with file descriptor 2 captured; re-emit what is not known noise."""
+    with quiet_stderr(_IMPORT_NOISE):
+        importlib.import_module(module)
+
+
+#: What TensorFlow 2.21's C++ runtime logs on every ``model.fit`` (its tf.data pipeline) whatever
+#: TF_CPP_MIN_LOG_LEVEL says: a harmless version mismatch of an op attribute.
+_FIT_NOISE = ("NodeDef mentions attribute use_unbounded_threadpool",)
+
+
+@contextlib.contextmanager
+def quiet_stderr(noise: tuple[str, ...]):
+    """Capture file descriptor 2 (C++ logging included) for the block; afterwards, write back
+    every line that contains none of ``noise``."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner)
-        importlib.import_module(module)
+        yield
         return
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
-            importlib.import_module(module)
+            yield
         finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in _IMPORT_NOISE)]
+            kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in noise)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
 
@@ -218,7 +236,8 @@ def fit_classifier(keras, model, X: np.ndarray, y: np.ndarray, train: np.ndarray
     With a validation part ``val``, ``EarlyStopping(monitor="val_loss", patience=patience,
     restore_best_weights=True)`` stops training and keeps the weights of the epoch with
     the lowest validation loss (also when all ``epochs`` ran). Without one, all
-    ``epochs`` run. The images are shuffled each epoch by TensorFlow's global seed: call
+    ``epochs`` run. TensorFlow's spurious C++ log line about its tf.data pipeline is
+    filtered from stderr (see :func:`quiet_stderr`). The images are shuffled each epoch by TensorFlow's global seed: call
     it inside :func:`seeded` for a repeatable order.
     """
     callbacks, validation = [], None
@@ -226,6 +245,7 @@ def fit_classifier(keras, model, X: np.ndarray, y: np.ndarray, train: np.ndarray
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(patience),
                                                        restore_best_weights=True))
         validation = (X[val], y[val])
-    hist = model.fit(X[train], y[train], batch_size=int(batch_size), epochs=int(epochs), shuffle=True,
-                     validation_data=validation, callbacks=callbacks, verbose=0)
+    with quiet_stderr(_FIT_NOISE):
+        hist = model.fit(X[train], y[train], batch_size=int(batch_size), epochs=int(epochs), shuffle=True,
+                         validation_data=validation, callbacks=callbacks, verbose=0)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
