@@ -221,6 +221,7 @@ EXTRACTORS = Registry(
         "featbench.extractors.lbp",
         "featbench.extractors.deep",
         "featbench.extractors.cnn",
+        "featbench.extractors.texture",
     ],
     check=_is_extractor_class,
 )
