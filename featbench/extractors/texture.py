@@ -221,15 +221,19 @@ def gabor_bank(frequencies: Sequence[float], orientations: int, bandwidth: float
 
     Kernels are :func:`skimage.filters.gabor_kernel` (unit gain at the centre frequency,
     isotropic Gaussian envelope of ``bandwidth`` octaves at half amplitude, truncated at
-    ``n_stds`` standard deviations), stored as float32 and point-reflected so that
-    :func:`gabor_magnitudes` convolves, as :func:`skimage.filters.gabor` does.
+    ``n_stds`` standard deviations) with the mean of the real part subtracted, so that
+    no filter responds to a flat image (Manjunath & Ma's zero-DC filters; the imaginary
+    part is odd and sums to zero already). They are stored as float32 and
+    point-reflected so that :func:`gabor_magnitudes` convolves, as
+    :func:`skimage.filters.gabor` does.
     """
     bank = []
     for f in frequencies:
         for k in range(orientations):
             theta = math.pi * k / orientations
             kern = gabor_kernel(f, theta=theta, bandwidth=bandwidth, n_stds=n_stds)[::-1, ::-1]
-            bank.append(GaborFilter(float(f), theta, np.ascontiguousarray(kern.real, dtype=np.float32),
+            real = kern.real - kern.real.mean()
+            bank.append(GaborFilter(float(f), theta, np.ascontiguousarray(real, dtype=np.float32),
                                     np.ascontiguousarray(kern.imag, dtype=np.float32)))
     return bank
 
@@ -238,9 +242,9 @@ def gabor_magnitudes(image: np.ndarray, bank: Sequence[GaborFilter]):
     """Yield the magnitude ``|image * g|`` (float32, the image's shape) of each filter of ``bank``.
 
     The image is convolved by OpenCV's ``filter2D`` with mirrored borders
-    (``BORDER_REFLECT_101``, scipy's ``mode="mirror"``); the result equals
-    ``np.hypot(*skimage.filters.gabor(image, f, theta, bandwidth, mode="mirror"))`` up to
-    float32 rounding.
+    (``BORDER_REFLECT_101``, scipy's ``mode="mirror"``): the result equals
+    :func:`scipy.ndimage.convolve` of the image with the filter's complex kernel
+    (``mode="mirror"``) up to float32 rounding.
     """
     img = np.ascontiguousarray(image, dtype=np.float32)
     for filt in bank:
@@ -269,11 +273,11 @@ def _cell_mean_std(values: np.ndarray, grid: int, std: bool) -> tuple[np.ndarray
 class Gabor(Extractor):
     """Gabor filter-bank texture energies (Manjunath & Ma 1996).
 
-    The gray image, resized to ``size × size`` and scaled to [0, 1], is convolved with
-    a bank of complex Gabor filters, one per frequency in ``frequencies`` and
+    The gray image, resized to ``size × size`` (in float32, so that an upsampled small
+    image gains no rounding noise) and scaled to [0, 1], is convolved with a bank of complex Gabor filters, one per frequency in ``frequencies`` and
     orientation ``π k / orientations`` (:func:`gabor_bank`: scikit-image's
-    :func:`~skimage.filters.gabor_kernel`, applied with OpenCV ``filter2D``, mirrored
-    borders). Of each filter's magnitude response ``|W|`` the mean and the standard
+    :func:`~skimage.filters.gabor_kernel` made zero-mean as in the paper, so that flat
+    regions give no response; applied with OpenCV ``filter2D``, mirrored borders). Of each filter's magnitude response ``|W|`` the mean and the standard
     deviation (not the variance: it keeps the mean's units) are taken in each of
     ``grid × grid`` cells — the paper's ``(μ, σ)`` per filter, per cell.
 
@@ -344,11 +348,13 @@ class Gabor(Extractor):
         self.n_features_out_ = len(self.bank_) * self.grid**2 * len(self._stats)
 
     def _prepare(self, gray: np.ndarray) -> np.ndarray:
-        """The image the bank filters: the resized gray image scaled to [0, 1]."""
-        return gray.astype(np.float32) * np.float32(1 / 255)
+        """The image the bank filters, from the resized float32 gray image (0..255): scaled to [0, 1]."""
+        return gray * np.float32(1 / 255)
 
     def _transform_one(self, image: np.ndarray) -> np.ndarray:
-        img = self._prepare(resize(to_gray(image), (self.size, self.size)))
+        # Resized in float32: rounding an upsampled small image back to uint8 would add
+        # quantisation noise that the high-frequency filters (and GIST's whitening) pick up.
+        img = self._prepare(resize(to_gray(image).astype(np.float32), (self.size, self.size)))
         want_std = "std" in self._stats
         parts = []
         for mag in gabor_magnitudes(img, self.bank_):
@@ -470,10 +476,10 @@ class GIST(Gabor):
         self.prefilter = prefilter
 
     def _prepare(self, gray: np.ndarray) -> np.ndarray:
-        lo, hi = int(gray.min()), int(gray.max())
-        if hi == lo:  # a flat image has no structure: LMgist would divide 0 by 0
+        lo, hi = float(gray.min()), float(gray.max())
+        if hi - lo < 1e-3:  # a flat image has no structure: LMgist would divide 0 by 0
             return np.zeros(gray.shape, dtype=np.float32)
-        stretched = (gray.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
+        stretched = (gray - np.float32(lo)) * np.float32(255.0 / (hi - lo))
         if self.prefilter is None:
             return stretched * np.float32(1 / 255)
         return gist_prefilter(stretched, float(self.prefilter))
