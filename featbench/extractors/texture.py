@@ -412,9 +412,10 @@ class GIST(Gabor):
     128 × 128 image, 512 values, centre frequencies ``0.3 / 1.85**s`` cycles per pixel
     and ``prefilter = 4`` cycles per image. ``LMgist`` designs its filters in the
     frequency domain; here they are scikit-image's spatial Gabor kernels at the same
-    frequencies and orientations, with a bandwidth of 1.4 octaves — the radial
-    half-amplitude width of ``LMgist``'s filters (their angular width is 19° against
-    24° here).
+    frequencies and orientations (zero-mean, as in :class:`Gabor`), with a bandwidth of
+    1.4 octaves — the radial half-amplitude width of ``LMgist``'s filters (the angular
+    half-width at half amplitude is 19° there, about 24° here). As there, a colour
+    image's gray version is described (``LMgist`` can also describe each channel).
 
     **Layout.** Frequency-major, then orientation, then cell (row-major): index
     ``(f * orientations + o) * grid² + cell``; dimension
