@@ -415,7 +415,7 @@ class GIST(Gabor):
     frequencies and orientations (zero-mean, as in :class:`Gabor`), with a bandwidth of
     1.4 octaves — the radial half-amplitude width of ``LMgist``'s filters (the angular
     half-width at half amplitude is 19° there, about 24° here). As there, a colour
-    image's gray version is described (``LMgist`` can also describe each channel).
+    image is described by its gray version.
 
     **Layout.** Frequency-major, then orientation, then cell (row-major): index
     ``(f * orientations + o) * grid² + cell``; dimension
