@@ -222,6 +222,9 @@ EXTRACTORS = Registry(
         "featbench.extractors.deep",
         "featbench.extractors.cnn",
         "featbench.extractors.texture",
+        "featbench.extractors.color",
+        "featbench.extractors.moments",
+        "featbench.extractors.pca",
     ],
     check=_is_extractor_class,
 )
