@@ -49,12 +49,16 @@ def to_space(image: np.ndarray, space: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), _CONVERSIONS[space])
 
 
-def _cell_edges(length: int, grid: int) -> np.ndarray:
-    return np.round(np.linspace(0, length, grid + 1)).astype(int)
+def _cell_edges(length: int, grid: int) -> list[int]:
+    """Cell boundaries along one side: ``round(k * length / grid)`` for ``k = 0..grid``."""
+    return [round(k * length / grid) for k in range(grid + 1)]
 
 
 def _cells(image: np.ndarray, grid: int):
     """The ``grid × grid`` cells of ``image`` in row-major order (views; empty when the image is smaller)."""
+    if grid == 1:
+        yield image
+        return
     rows, cols = _cell_edges(image.shape[0], grid), _cell_edges(image.shape[1], grid)
     for i in range(grid):
         for j in range(grid):
@@ -154,26 +158,29 @@ class ColorHistogram(Extractor):
         return self.grid**2 * (math.prod(bins) if self.joint else sum(bins))
 
     def _fit(self, images, y) -> None:
+        bins = self._bins()
+        ranges = CHANNEL_RANGES[self.space]
+        if self.joint:
+            self.histograms_ = [([0, 1, 2], bins, [v for r in ranges for v in r])]
+        else:
+            self.histograms_ = [([c], [bins[c]], list(ranges[c])) for c in range(3)]
         self.n_features_out_ = self.expected_dim()
 
     def _transform_one(self, image: np.ndarray) -> np.ndarray:
         converted = to_space(image, self.space)
-        bins = self._bins()
-        ranges = CHANNEL_RANGES[self.space]
-        parts = []
+        out = np.empty(self.n_features_out_, dtype=np.float32)
+        start = 0
         for cell in _cells(converted, self.grid):
-            if self.joint:
-                hists = [cv2.calcHist([cell], [0, 1, 2], None, bins, [v for r in ranges for v in r]).ravel()]
-            else:
-                hists = [cv2.calcHist([cell], [c], None, [bins[c]], list(ranges[c])).ravel() for c in range(3)]
-            for h in hists:
+            for channels, bins, ranges in self.histograms_:
+                h = cv2.calcHist([cell], channels, None, bins, ranges).ravel()
                 total = float(h.sum())
                 if total > 0:
-                    h /= total
+                    h *= np.float32(1.0 / total)
                 if self.norm == "hellinger":
                     np.sqrt(h, out=h)
-                parts.append(h)
-        return np.concatenate(parts)
+                out[start:start + h.size] = h
+                start += h.size
+        return out
 
 
 @register_extractor("color-moments")

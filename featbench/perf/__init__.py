@@ -24,7 +24,8 @@ __all__ = ["Measurement", "benchmark", "run_benchmarks", "best_time", "BENCHMARK
 #: name → function(quick: bool) -> list[Measurement]
 BENCHMARKS: dict[str, Callable[[bool], list[Measurement]]] = {}
 _MODULES = ["featbench.perf.classical", "featbench.perf.haar", "featbench.perf.deep", "featbench.perf.retrieval",
-            "featbench.perf.classifiers", "featbench.perf.texture"]
+            "featbench.perf.classifiers", "featbench.perf.texture",
+            "featbench.perf.color"]
 
 
 @dataclass
