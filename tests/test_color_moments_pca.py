@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA as SklearnPCA
 
 from featbench import create_extractor
 from featbench.errors import ConfigError
-from featbench.extractors.moments import CANNY_THRESHOLDS, log_transform
+from featbench.extractors.moments import CANNY_THRESHOLDS, log_transform, n_zernike
 
 SPACES = {"hsv": cv2.COLOR_RGB2HSV, "lab": cv2.COLOR_RGB2Lab, "rgb": None}
 HIGH = {"hsv": (180, 256, 256), "lab": (256, 256, 256), "rgb": (256, 256, 256)}
@@ -191,6 +191,29 @@ def test_moments_of_blank_image_and_log_of_zero_are_zero():
     X = create_extractor("moments").fit([blank]).transform([blank])
     np.testing.assert_array_equal(X, 0)
     np.testing.assert_array_equal(log_transform(np.array([0.0, 1e-3, -1e-3])), [0.0, 3.0, -3.0])
+
+
+@pytest.mark.parametrize("source", ["gray", "edges"])
+def test_moments_zernike_equal_mahotas_after_hu(source):
+    from mahotas.features import zernike_moments
+
+    img = _shape_image()
+    ext = create_extractor("moments", source=source, zernike_degree=8).fit([img])
+    X = ext.transform([img])
+    assert X.shape == (1, 7 + 25) and n_zernike(8) == 25
+    hu_only = create_extractor("moments", source=source).fit([img]).transform([img])
+    np.testing.assert_array_equal(X[:, :7], hu_only)
+    src = cv2.Canny(img, *CANNY_THRESHOLDS) if source == "edges" else img
+    np.testing.assert_allclose(X[0, 7:], zernike_moments(src, min(img.shape) // 2, degree=8), rtol=1e-5, atol=1e-7)
+
+
+def test_moments_zernike_magnitudes_are_rotation_invariant():
+    img = np.zeros((64, 64), np.uint8)
+    cv2.ellipse(img, (30, 34), (16, 7), 25, 0, 360, 220, -1)
+    ext = create_extractor("moments", zernike_degree=6).fit([img])
+    X, rot = ext.transform([img, np.ascontiguousarray(np.rot90(img))])
+    np.testing.assert_allclose(rot[7:], X[7:], rtol=1e-3, atol=1e-6)
+    assert ext._empty_features().shape == (0, 7 + n_zernike(6))
 
 
 # -- pca ------------------------------------------------------------------------------------------
