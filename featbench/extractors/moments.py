@@ -62,7 +62,8 @@ class HuMoments(Extractor):
     image's centre of mass, the image normalised to unit mass there, so they are invariant to
     rotation (the magnitudes) and translation; pixels outside the disc are ignored. They are
     orthogonal and of similar scale, so they are not log-transformed; ``|Z_00|`` is the
-    constant ``1/π`` (0 for an image without mass).
+    constant ``1/π`` (0 for an image without mass). Their cost grows with the disc's area:
+    about 30 ms per image at degree 8 on the 240-500 px flower photos (Hu's seven: 0.2 ms).
 
     Parameters
     ----------
