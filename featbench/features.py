@@ -8,6 +8,8 @@ split; one that learns (a codebook, a network) is fitted on each split's trainin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -22,7 +24,7 @@ from featbench.cache import FeatureCache, feature_key
 from featbench.datasets import ImageSet
 from featbench.evaluation import Split
 
-__all__ = ["Features", "split_features", "transform_parallel", "parallel_backend", "check_finite",
+__all__ = ["Features", "split_features", "request_features", "transform_parallel", "parallel_backend", "check_finite",
            "MIN_PARALLEL_IMAGES", "PROBE_IMAGES", "MIN_PARALLEL_SECONDS"]
 
 # Below this many images, starting worker processes costs more than it saves.
@@ -66,6 +68,7 @@ def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCach
                 with PeakMemory() as mem:
                     t0 = time.perf_counter()
                     extractor.fit(images[:0] if len(images) else images)
+                    full["fitted_on"] = "nothing"
                     fit_s = time.perf_counter() - t0
                     t0 = time.perf_counter()
                     X = transform_parallel(extractor, images, n_jobs, backend, disable_bars, memory=workers)
@@ -92,6 +95,7 @@ def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCach
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             extractor.fit(train, train.labels)
+            full["fitted_on"] = _digest(split.train)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             X = np.concatenate([transform_parallel(extractor, part, n_jobs, backend, disable_bars, memory=workers)
@@ -103,6 +107,67 @@ def split_features(extractor, images: ImageSet, split: Split, cache: FeatureCach
         cached = False
     return Features(X[:n_train], X[n_train:], meta["fit_s"], 1000 * meta["extract_s"] / max(meta["n"], 1), cached,
                     meta.get("info", {}), meta.get("peak_rss_mb"))
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True).encode())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def request_features(extractor, images: ImageSet, split: Split, request, view_image, cache: FeatureCache,
+                     full: dict, n_jobs: int, backend: str, disable_bars: bool | None) -> tuple[np.ndarray, dict]:
+    """Features of a task's :class:`~featbench.tasks.FeatureRequest` for ``split``, and where they came from.
+
+    Call after :func:`split_features` for the same (``extractor``, ``split``, ``full``). Images as they are of
+    an extractor that learns nothing are sliced from the whole set's features; anything else is looked up in
+    the cache under the extractor, the images, the images the extractor is fitted on and the view, and
+    computed on a miss: the extractor is fitted again only when it was last fitted on other images, and
+    ``view_image(image, view, seed)`` changes each image first (``seed`` fixed by the image's position, the
+    same for every view of it: noise drawn at two severities differs in amplitude only).
+    The dict says ``from_cache``, ``fit_s`` and ``extract_s`` (zero when nothing was computed).
+    """
+    positions = np.asarray(request.positions, dtype=np.int64)
+    fit_positions = split.train if request.fit_positions is None else np.asarray(request.fit_positions, np.int64)
+    fitted = extractor.spec.fitted
+    if request.view is None and not fitted:
+        return full["X"][positions], {"from_cache": True, "fit_s": 0.0, "extract_s": 0.0}
+    fit_digest = _digest(fit_positions) if fitted else "nothing"
+    key = feature_key(images.fingerprint, extractor,
+                      "request:" + _digest(fit_digest, positions, request.view))
+    hit = cache.load(key)
+    if hit is not None and hit[0].shape[0] == len(positions):
+        return hit[0], {"from_cache": True, "fit_s": 0.0, "extract_s": 0.0}
+    fit_s = 0.0
+    if full.get("fitted_on") != fit_digest:
+        t0 = time.perf_counter()
+        if fitted:
+            part = images.subset(fit_positions)
+            extractor.fit(part, part.labels)
+        else:
+            extractor.fit(images[:0] if len(images) else images)
+        full["fitted_on"] = fit_digest
+        fit_s = time.perf_counter() - t0
+    part = images.subset(positions)
+    if request.view is not None:
+        from featbench.datasets import ListImageSet
+
+        views = []
+        for pos, image in zip(positions.tolist(), part):
+            seed = int(_digest(pos)[:8], 16)  # by position only: every view of an image shares its seed
+            views.append(view_image(image, request.view, seed))
+        part = ListImageSet(images.name, views, part.labels, images.class_names)
+    t0 = time.perf_counter()
+    X = np.asarray(transform_parallel(extractor, part, n_jobs, backend, disable_bars), dtype=np.float32)
+    extract_s = time.perf_counter() - t0
+    cache.save(key, X, {"fit_s": fit_s, "extract_s": extract_s, "n": len(X), "dim": X.shape[1],
+                        "request": {"view": request.view, "fit": fit_digest}})
+    return X, {"from_cache": False, "fit_s": fit_s, "extract_s": extract_s}
 
 
 def _transform_chunk(extractor, images, parent_pid: int) -> tuple[np.ndarray, float]:

@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -37,7 +37,7 @@ from featbench.config import Experiment, ExtractorConfig, load_experiment
 from featbench.datasets import ImageSet, load_dataset
 from featbench.errors import ConfigError, DatasetError, FeatbenchError, WeightsUnavailableError
 from featbench.evaluation import Split, make_splits
-from featbench.features import Features, check_finite, parallel_backend, split_features
+from featbench.features import Features, check_finite, parallel_backend, request_features, split_features
 from featbench.records import check_output_dir, read_cell, write_cell
 from featbench.registry import TASKS, create_extractor, load_plugin, plugin_paths
 from featbench.tasks.base import Cell, TaskInput
@@ -113,7 +113,8 @@ def run(
     order: list[str] = []
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
-    stages = {"extraction_wall_s": 0.0, "cells_wall_s": 0.0, "task_s": 0.0, "classifier_fit_s": 0.0}
+    stages = {"extraction_wall_s": 0.0, "requested_features_wall_s": 0.0, "cells_wall_s": 0.0, "task_s": 0.0,
+              "classifier_fit_s": 0.0}
 
     def finish(path: Path, rec: dict) -> None:
         nonlocal computed
@@ -191,15 +192,23 @@ def run(
                         log.debug("extraction failed", exc_info=True)
                         status = f"failed: {type(exc).__name__}: {_one_line(exc)}"
                     stages["extraction_wall_s"] += time.perf_counter() - t0
+                    inputs: dict[str, tuple[TaskInput | None, str, dict]] = {}  # per task label
                     for task, cell, cell_id, path in todo:
-                        rec = {**base, "task": task.label, "task_name": task.name, **cell.fields,
-                               "cell_id": cell_id, "status": status}
-                        if data is None:
+                        if task.label not in inputs:
+                            inputs[task.label] = (data, status, {}) if data is None else _with_requests(
+                                task, data, extractor, images, split, cache, full, jobs, settings.backend,
+                                disable_bars, stages)
+                        task_data, task_status, fields = inputs[task.label]
+                        rec = {**base, **fields, "task": task.label, "task_name": task.name, **cell.fields,
+                               "cell_id": cell_id, "status": task_status}
+                        if task_data is None:
                             finish(path, rec)
                         else:
-                            queue.append(CellJob(path, rec, task, cell, data, plugins))
-                    if data is not None:
-                        held += data.train.nbytes + data.test.nbytes
+                            queue.append(CellJob(path, rec, task, cell, task_data, plugins))
+                    for task_data, _, _ in inputs.values():
+                        if task_data is not None:
+                            held += (task_data.train.nbytes + task_data.test.nbytes
+                                     + sum(X.nbytes for X in task_data.extra.values()))
                     if held > budget:
                         stages["cells_wall_s"] += _run_queue(queue, jobs, finish)
                         queue, held = [], 0
@@ -402,6 +411,41 @@ def _task_input(feats: Features, images: ImageSet, split: Split, split_index: in
                      n_classes=images.n_classes, class_names=list(images.class_names), split_id=split.id,
                      split_index=split_index, train_positions=np.asarray(split.train),
                      test_positions=np.asarray(split.test), seed=settings.seed, inner_folds=settings.inner_folds)
+
+
+def _with_requests(task, data: TaskInput, extractor, images: ImageSet, split: Split, cache, full: dict, jobs: int,
+                   backend: str, disable_bars, stages: dict) -> tuple[TaskInput | None, str, dict]:
+    """``data`` with the features ``task`` requests beyond the split's own (:meth:`Task.feature_requests`), the
+    status of its cells, and record fields saying what the requests cost; a failed request fails that task's
+    cells only."""
+    t0 = time.perf_counter()
+    try:
+        requests = task.feature_requests(np.asarray(split.train), np.asarray(split.test), images.labels, data.seed)
+        if not requests:
+            return data, "ok", {}
+        extra, fit_s, extract_s, computed = {}, 0.0, 0.0, 0
+        for req in requests:
+            if req.name in extra:
+                raise ValueError(f"task {task.label!r} requested the features {req.name!r} twice")
+            X, meta = request_features(extractor, images, split, req, task.view_image, cache, full, jobs, backend,
+                                       disable_bars)
+            if not np.isfinite(X).all():
+                raise ValueError(f"requested features {req.name!r}: {int((~np.isfinite(X)).sum()):,} non-finite "
+                                 "values (NaN or inf)")
+            extra[req.name] = X
+            fit_s += meta["fit_s"]
+            extract_s += meta["extract_s"]
+            computed += not meta["from_cache"]
+        fields = {"requested_features": len(requests), "requested_features_computed": computed,
+                  "requested_fit_s": round(fit_s, 4), "requested_extract_s": round(extract_s, 4)}
+        return replace(data, extra=extra, labels=images.labels), "ok", fields
+    except WeightsUnavailableError as exc:
+        return None, f"skipped: {exc}", {}
+    except (Exception, SystemExit) as exc:
+        log.debug("requested features failed", exc_info=True)
+        return None, f"failed: {type(exc).__name__}: {_one_line(exc)}", {}
+    finally:
+        stages["requested_features_wall_s"] += time.perf_counter() - t0
 
 
 # -- bookkeeping ----------------------------------------------------------------------------

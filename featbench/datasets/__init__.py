@@ -6,7 +6,7 @@ opencv-digits), :mod:`~featbench.datasets.folder`, :mod:`~featbench.datasets.idx
 :mod:`~featbench.datasets.keras`; :mod:`~featbench.datasets.loading` holds :func:`load_dataset`.
 """
 
-from featbench.datasets.base import ArrayImageSet, ImageSet, LazyImageSet, Skipped, limit_per_class
+from featbench.datasets.base import ArrayImageSet, ImageSet, LazyImageSet, ListImageSet, Skipped, limit_per_class
 from featbench.datasets.builtin import load_dataset  # registers every built-in loader
 from featbench.datasets.io import decode_image
 from featbench.images import as_uint8_image
@@ -15,6 +15,7 @@ __all__ = [
     "ImageSet",
     "ArrayImageSet",
     "LazyImageSet",
+    "ListImageSet",
     "Skipped",
     "limit_per_class",
     "load_dataset",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ImageSet", "ArrayImageSet", "LazyImageSet", "Skipped", "limit_per_class"]
+__all__ = ["ImageSet", "ArrayImageSet", "LazyImageSet", "ListImageSet", "Skipped", "limit_per_class"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,32 @@ class LazyImageSet(ImageSet):
     def source(self, i: int) -> Any:
         """The source (e.g. path) of image ``i``."""
         return self._sources[int(self._index[i])]
+
+
+class ListImageSet(ImageSet):
+    """Images held in a list of arrays of any sizes (e.g. transformed copies of another set's images).
+
+    A subset sent to a worker process carries its own images only.
+    """
+
+    def __init__(self, name: str, images: Sequence[np.ndarray], labels, class_names, **kw) -> None:
+        super().__init__(name, labels, class_names, **kw)
+        if len(images) != len(self._all_labels):
+            raise ValueError(f"{len(images)} images for {len(self._all_labels)} labels")
+        self._images = list(images)
+
+    def _load(self, storage_pos: int) -> np.ndarray:
+        return self._images[storage_pos]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        idx = self._index
+        if not (len(idx) == len(self._images) and np.array_equal(idx, np.arange(len(idx)))):
+            state["_images"] = [self._images[int(i)] for i in idx]
+            state["_all_labels"] = self._all_labels[idx]
+            state["_index"] = np.arange(len(idx))
+            state["official_split"] = None
+        return state
 
 
 def limit_per_class(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:

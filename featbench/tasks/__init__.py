@@ -4,6 +4,6 @@ Each task is one module; see :class:`featbench.tasks.base.Task` for the contract
 ``featbench list tasks`` for what is registered.
 """
 
-from featbench.tasks.base import Cell, ReportContext, Task, TaskInput
+from featbench.tasks.base import Cell, FeatureRequest, ReportContext, Task, TaskInput
 
-__all__ = ["Task", "Cell", "TaskInput", "ReportContext"]
+__all__ = ["Task", "Cell", "TaskInput", "ReportContext", "FeatureRequest"]

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-__all__ = ["Task", "Cell", "TaskInput", "ReportContext"]
+__all__ = ["Task", "Cell", "TaskInput", "ReportContext", "FeatureRequest"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,30 @@ class Cell:
     fields: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FeatureRequest:
+    """Features a task needs beyond the split's training and test features (:meth:`Task.feature_requests`).
+
+    Attributes
+    ----------
+    name : str
+        Key of the features in :attr:`TaskInput.extra`.
+    positions : ndarray of int
+        Positions in the dataset of the images to transform, in the order of the rows returned.
+    fit_positions : ndarray of int, optional
+        The images the extractor is fitted on (an extractor that learns nothing ignores it); default: the
+        split's training images, i.e. the same fitted extractor as the split's own features.
+    view : dict, optional
+        A change made to each image before extraction, handed to :meth:`Task.view_image`; JSON-serialisable,
+        it enters the feature cache key (``None``: the images as they are).
+    """
+
+    name: str
+    positions: np.ndarray
+    fit_positions: np.ndarray | None = None
+    view: dict | None = None
+
+
 @dataclass
 class TaskInput:
     """What a task gets for one (dataset, extractor, split): features and labels, nothing else.
@@ -78,6 +102,10 @@ class TaskInput:
     test_positions: np.ndarray
     seed: int = 0
     inner_folds: int = 3
+    #: The features this task asked for with :meth:`Task.feature_requests`, by request name.
+    extra: dict = field(default_factory=dict)
+    #: Labels of every image of the dataset, by position (e.g. of an extra request's images).
+    labels: np.ndarray | None = None
 
 
 @dataclass
@@ -127,6 +155,21 @@ class Task:
     def run(self, cell: Cell, data: TaskInput) -> dict:
         """The metrics of ``cell`` computed from ``data`` (a dict of JSON-serialisable values)."""
         raise NotImplementedError
+
+    def feature_requests(self, train: np.ndarray, test: np.ndarray, labels: np.ndarray,
+                         seed: int) -> list[FeatureRequest]:
+        """Features this task needs besides the split's own, given the split's training and test positions,
+        the labels of every image and the run's seed; none by default.
+
+        The feature stage computes (or loads from its cache) each request once per (dataset, extractor,
+        split) and hands them to :meth:`run` in ``data.extra``: e.g. corrupted copies of the test images, or
+        the features of an extractor fitted on a few training images only.
+        """
+        return []
+
+    def view_image(self, image: np.ndarray, view: dict, seed: int) -> np.ndarray:
+        """``image`` changed as a request's ``view`` says (``seed`` is fixed per image and view)."""
+        raise NotImplementedError(f"task {self.name!r} asked for a view but does not implement view_image")
 
     def reusable(self, record: dict) -> bool:
         """Whether a finished record (same cell id) can be reused as it is; False recomputes it."""
