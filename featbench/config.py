@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import fnmatch
 import inspect
 import json
 import math
@@ -124,6 +125,12 @@ class TaskConfig:
     name: str
     label: str
     params: dict
+    #: Labels (or fnmatch patterns) of the extractors the task is asked of; ``None``: every extractor.
+    extractors: tuple[str, ...] | None = None
+
+    def applies_to(self, extractor_label: str) -> bool:
+        """Whether this task is asked of the extractor row labelled ``extractor_label``."""
+        return self.extractors is None or any(fnmatch.fnmatchcase(extractor_label, p) for p in self.extractors)
 
 
 @dataclass(frozen=True)
@@ -243,8 +250,9 @@ def parse_experiment(
 
     classifiers = [_classifier(c, f"{where} [[classifiers]] #{i + 1}")
                    for i, c in enumerate(_tables(data, "classifiers", where))]
-    tasks = [_task(t, f"{where} [[tasks]] #{i + 1}") for i, t in enumerate(_tables(data, "tasks", where))]
-    asked = [json.dumps([t.name, t.params], sort_keys=True, default=repr) for t in tasks]
+    tasks = [_task(t, f"{where} [[tasks]] #{i + 1}", [e.label for e in extractors])
+             for i, t in enumerate(_tables(data, "tasks", where))]
+    asked = [json.dumps([t.name, t.params, t.extractors], sort_keys=True, default=repr) for t in tasks]
     for i, a in enumerate(asked):
         if asked.index(a) != i:
             raise ConfigError(f"{where}: [[tasks]] #{asked.index(a) + 1} and #{i + 1} ask the same question "
@@ -310,12 +318,29 @@ def _classifier(c: dict, w: str) -> ClassifierConfig:
     return ClassifierConfig(cname, label, values, scale, param)
 
 
-def _task(t: dict, w: str) -> TaskConfig:
+def _task(t: dict, w: str, extractor_labels: list[str]) -> TaskConfig:
     tname = _required_str(t, "name", w)
     cls = _lookup(TASKS, tname, w)
     if not getattr(cls, "name", ""):  # an entry point's class: its registered name is its name
         cls.name = tname
-    params = {k: v for k, v in t.items() if k not in ("name", "label")}
+    only = None
+    if "extractors" in t:
+        only = t["extractors"]
+        if isinstance(only, str):
+            only = [only]
+        if not isinstance(only, list) or not only or not all(isinstance(p, str) for p in only):
+            raise ConfigError(f"{w}: extractors must be a list of extractor labels (or patterns such as "
+                              f"'hog*'), got {t['extractors']!r}")
+        for pattern in only:
+            if not fnmatch.filter(extractor_labels, pattern):
+                stems = {label.split("(")[0].split("[")[0]: label for label in extractor_labels}
+                close = [c if c in extractor_labels else f"{c}*" for c in
+                         difflib.get_close_matches(pattern, [*extractor_labels, *stems], n=3)]
+                hint = f"; did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+                raise ConfigError(f"{w}: extractors: {pattern!r} matches no [[extractors]] label{hint} (labels: "
+                                  f"{', '.join(extractor_labels)}; 'hog*' matches every label starting with hog)")
+        only = tuple(only)
+    params = {k: v for k, v in t.items() if k not in ("name", "label", "extractors")}
     try:
         params = cls.check_params(params)
     except FeatbenchError as exc:
@@ -323,7 +348,7 @@ def _task(t: dict, w: str) -> TaskConfig:
     except Exception as exc:  # a plugin task's own checks may raise anything on a value of the wrong type
         raise ConfigError(f"{w} ({tname}): invalid parameters {params!r}: {type(exc).__name__}: "
                           f"{_one_line(exc)}") from exc
-    return TaskConfig(tname, _typed(t, "label", str, tname, w), params)
+    return TaskConfig(tname, _typed(t, "label", str, tname, w), params, only)
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -107,8 +107,9 @@ def run(
     check_memory(exp, loaded)
 
     tasks = [_make_task(t, exp.classifiers) for t in exp.tasks]
-    task_cells = [(task, cell) for task in tasks for cell in task.cells()]
-    n_cells = sum(len(s) for _, _, s in loaded) * len(exp.extractors) * len(task_cells)
+    task_cells = [(task, tcfg, cell) for task, tcfg in zip(tasks, exp.tasks) for cell in task.cells()]
+    n_cells = sum(len(s) for _, _, s in loaded) * sum(tcfg.applies_to(e.label) for e in exp.extractors
+                                                      for _, tcfg, _ in task_cells)
     slots: dict[str, dict] = {}  # cell file -> record, filled in any order, reported in the experiment's order
     order: list[str] = []
     computed = reused = 0
@@ -150,7 +151,9 @@ def run(
                 full: dict = {}  # features of the whole set, for extractors that learn nothing
                 for split_index, split in enumerate(splits):
                     todo = []
-                    for task, cell in task_cells:
+                    for task, tcfg, cell in task_cells:
+                        if not tcfg.applies_to(ecfg.label):  # [[tasks]] extractors = [...]
+                            continue
                         cell_id = _cell_id(images.fingerprint, dcfg, ecfg, cell, split, settings, token)
                         path = cells_dir / (f"{_slug(dcfg.label)}__{_slug(ecfg.label)}__{_slug(cell.key)}__"
                                             f"{split.id}__{cell_id[:10]}.json")

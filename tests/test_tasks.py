@@ -363,3 +363,18 @@ def test_two_retrieval_tasks_draw_two_pictures(tmp_path):
     assert (plots / "digits_retrieval.png").is_file() and (plots / "digits_whitened.png").is_file()
     report = (tmp_path / "out" / "report.md").read_text()
     assert "plots/digits_retrieval.png" in report and "plots/digits_whitened.png" in report
+
+
+def test_a_task_may_be_asked_of_some_extractors_only(tmp_path):
+    two = SMALL.replace('[[classifiers]]', '[[extractors]]\nname = "hog"\nsize = 16\ncell_size = 8\n'
+                        'block_size = 16\nblock_stride = 8\n[[classifiers]]')
+    cfg = _write(tmp_path, two + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "retrieval"\n'
+                 'extractors = ["hog*"]\n')
+    result = run(cfg, tmp_path / "out")
+    asked = sorted({(r["task"], r["extractor_name"]) for r in result.records})
+    assert asked == [("classification", "hog"), ("classification", "pixels"), ("retrieval", "hog")]
+    assert len(result.records) == 6  # 3 (task, extractor) pairs x 2 splits
+    with pytest.raises(ConfigError, match=r"\[\[tasks\]\] #2: extractors: 'hgo' matches no \[\[extractors\]\] "
+                                          r"label; did you mean"):
+        parse_experiment(tomllib.loads(two + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "retrieval"\n'
+                                             'extractors = ["hgo"]\n'))
