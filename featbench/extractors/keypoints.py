@@ -3,11 +3,13 @@
 Both extractors share one pipeline:
 
 1. the image is converted to gray and resized so that its longer side is at most
-   ``max_size`` (and at least ``min_size``, when set);
+   ``max_size`` (and at least ``min_size``, when set); colour SIFT (``color`` other than
+   ``"gray"``) also resizes the image's three channels in its colour space to the same size;
 2. local descriptors are computed, either at detected keypoints
    (``mode="keypoints"``: OpenCV's detector, at most ``n_features`` of them) or on
    a dense grid (``mode="dense"``: keypoints every ``step`` pixels for each patch
-   side in ``scales``, upright, as VLFeat's PHOW / dense SIFT);
+   side in ``scales``, upright, as VLFeat's PHOW / dense SIFT); keypoints and the grid
+   are always found on the gray image, and colour SIFT describes each channel at them;
 3. the descriptors are encoded against a vocabulary learnt in ``fit`` from the
    *training images only* (:mod:`featbench.extractors.encoding`).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -29,11 +32,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from featbench.errors import ConfigError
-from featbench.extractors.base import Extractor, ExtractorSpec, to_gray
+from featbench.extractors.base import Extractor, ExtractorSpec, to_gray, to_rgb
 from featbench.extractors.encoding import check_pyramid, make_encoder
 from featbench.registry import register_extractor
 
-__all__ = ["SIFT", "ORB", "LocalFeatures", "dense_grid", "unpack_bits"]
+__all__ = ["SIFT", "ORB", "LocalFeatures", "dense_grid", "unpack_bits", "color_channels", "SIFT_COLORS"]
 
 # Images described and encoded together in transform: bounds memory, keeps the encode vectorised.
 _BATCH = 64
@@ -73,6 +76,40 @@ def _keypoint_array(centres: np.ndarray, size: float, octave: int) -> np.ndarray
     out = np.empty(len(centres), dtype=object)
     out[:] = [cv2.KeyPoint(float(x), float(y), size, 0.0, 0.0, octave) for x, y in centres]
     return out
+
+
+#: Colour spaces of colour SIFT (van de Sande et al. 2010), besides ``"gray"``.
+SIFT_COLORS = ("hsv", "opponent", "rgb")
+
+
+def color_channels(image: np.ndarray, color: str) -> np.ndarray:
+    """uint8 ``HxWx3`` channels that colour SIFT describes, from a gray or RGB image.
+
+    * ``rgb``: R, G, B;
+    * ``hsv``: OpenCV's ``COLOR_RGB2HSV`` (hue 0..179, saturation and value 0..255), as
+      :func:`featbench.extractors.color.to_space` gives it;
+    * ``opponent``: van de Sande et al.'s opponent colours ``O1 = (R - G) / √2``,
+      ``O2 = (R + G - 2B) / √6``, ``O3 = (R + G + B) / √3``, each mapped linearly from its
+      range onto 0..255 (OpenCV's SIFT reads 8-bit images) and rounded: ``(R - G + 255) / 2``,
+      ``(R + G - 2B + 510) / 4`` and ``(R + G + B) / 3``. SIFT descriptors are normalised, so
+      the scale factors do not change them; only the rounding to 8 bits does, slightly.
+
+    A gray image is first made RGB with equal channels (:func:`featbench.images.to_rgb`),
+    as the colour histograms do: its colour channels are then constant (hue and saturation
+    0, O1 and O2 mid-range) and their descriptors zero, so it keeps the dimension.
+    """
+    rgb = np.ascontiguousarray(to_rgb(image))
+    if color == "rgb":
+        return rgb
+    if color == "hsv":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    if color == "opponent":
+        r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+        o1 = (r - g + 255) / 2.0
+        o2 = (r + g - 2 * b + 510) / 4.0
+        o3 = (r + g + b) / 3.0
+        return np.rint(np.stack([o1, o2, o3], axis=-1)).astype(np.uint8)
+    raise ConfigError(f"color must be one of 'gray', {', '.join(map(repr, SIFT_COLORS))}; got {color!r}")
 
 
 def unpack_bits(descriptors: np.ndarray) -> np.ndarray:
@@ -151,8 +188,11 @@ class LocalFeatures(Extractor):
     # -- the descriptor stage -----------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Gray uint8 image resized so that its longer side is within ``[min_size, max_size]``."""
-        gray = to_gray(image)
-        h, w = gray.shape
+        return self._resized(to_gray(image))
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (gray or with channels) resized so that its longer side is within ``[min_size, max_size]``."""
+        h, w = image.shape[:2]
         longer = max(h, w)
         target = longer
         if self.max_size is not None and longer > self.max_size:
@@ -160,11 +200,15 @@ class LocalFeatures(Extractor):
         if self.min_size is not None and longer < self.min_size:
             target = self.min_size
         if target == longer:
-            return np.ascontiguousarray(gray)
+            return np.ascontiguousarray(image)
         s = target / longer
         size = (max(1, round(w * s)), max(1, round(h * s)))
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-        return cv2.resize(np.ascontiguousarray(gray), size, interpolation=interp)
+        return cv2.resize(np.ascontiguousarray(image), size, interpolation=interp)
+
+    def _channels(self, image: np.ndarray) -> list[np.ndarray] | None:
+        """Resized uint8 channels to describe besides the gray image's keypoints; None: the gray image itself."""
+        return None
 
     def describe_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors ``(n, d)`` and keypoint positions ``(n, 2)`` as ``(x, y)`` in ``[0, 1]``.
@@ -175,10 +219,11 @@ class LocalFeatures(Extractor):
         (:meth:`as_float` converts).
         """
         gray = self.prepare(image)
+        channels = self._channels(image)
         if self.mode == "dense":
-            desc, pts = self._dense_describe(gray)
+            desc, pts = self._dense_describe(gray, channels)
         else:
-            desc, pts = self._detect_describe(gray)
+            desc, pts = self._detect_describe(gray, channels)
         if len(desc):
             keep = desc.any(axis=1)  # an all-zero descriptor has seen no gradient at all
             if not keep.all():
@@ -226,10 +271,12 @@ class LocalFeatures(Extractor):
         return total / area >= self.min_contrast
 
     # -- for subclasses -----------------------------------------------------------------------------
-    def _detect_describe(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_describe(self, gray: np.ndarray, channels: list[np.ndarray] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _dense_describe(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _dense_describe(self, gray: np.ndarray, channels: list[np.ndarray] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def _postprocess(self, desc: np.ndarray) -> np.ndarray:
@@ -287,6 +334,19 @@ class LocalFeatures(Extractor):
             return {}
         return {"descriptors_per_image": round(self.descriptors_per_image_, 1),
                 "codebook_not_converged": int(getattr(self.encoder_, "not_converged_", 0))}
+
+
+class _ColorSpec:
+    """A class's :class:`ExtractorSpec`; read from an instance whose ``color`` is not ``"gray"``, the
+    same spec with ``color="rgb"`` (it reads the image's colour)."""
+
+    def __init__(self, spec: ExtractorSpec) -> None:
+        self.spec = spec
+
+    def __get__(self, obj, owner=None) -> ExtractorSpec:
+        if obj is not None and getattr(obj, "color", "gray") != "gray":
+            return replace(self.spec, color="rgb")
+        return self.spec
 
 
 _SHARED_DOC = """
@@ -358,17 +418,29 @@ class SIFT(LocalFeatures):
     Parameters
     ----------{_SHARED_DOC}
     root_sift : bool, default=False
-        Use RootSIFT descriptors.
+        Use RootSIFT descriptors (each channel's 128-d block on its own, in colour).
+    color : {"gray", "hsv", "opponent", "rgb"}, default="gray"
+        Colour SIFT (van de Sande et al. 2010): keypoints (or the dense grid, and its
+        ``min_contrast`` test) come from the gray image as in ``"gray"``; each of the three
+        channels of the image in that colour space (:func:`color_channels`: HSV-SIFT,
+        OpSIFT, RGB-SIFT) is then described at the same keypoints by OpenCV's SIFT, and the
+        three 128-d descriptors are concatenated (384-d per keypoint, channel by channel)
+        before encoding; use ``pca`` with VLAD and Fisher vectors. A gray image is
+        described as an RGB image with three equal channels (same dimension; its colour
+        channels are constant). ``"gray"`` gives exactly the gray features.
 
     References
     ----------
     .. [1] Lowe, D. G. (2004). Distinctive image features from scale-invariant keypoints.
            IJCV 60(2), 91-110.
     .. [2] Arandjelović, R., Zisserman, A. (2012). Three things everyone should know to
-           improve object retrieval. CVPR 2012 (RootSIFT).{_SHARED_REFS}
+           improve object retrieval. CVPR 2012 (RootSIFT).
+    .. [3] van de Sande, K. E. A., Gevers, T., Snoek, C. G. M. (2010). Evaluating color
+           descriptors for object and scene recognition. IEEE TPAMI 32(9), 1582-1596
+           (HSV-SIFT, opponent SIFT, RGB-SIFT).{_SHARED_REFS}
     """
 
-    spec = ExtractorSpec(
+    spec = _ColorSpec(ExtractorSpec(
         family="classical",
         color="gray",
         description="SIFT (OpenCV), keypoints or dense, encoded by BoVW / VLAD / Fisher vector",
@@ -380,11 +452,19 @@ class SIFT(LocalFeatures):
             "Lazebnik, Schmid & Ponce 2006, Beyond bags of features",
             "Bosch, Zisserman & Muñoz 2007, Image classification using random forests and ferns (PHOW)",
             "Arandjelović & Zisserman 2012, Three things everyone should know to improve object retrieval",
+            "van de Sande, Gevers & Snoek 2010, Evaluating color descriptors for object and scene recognition",
         ),
         fitted=True,
         parallel=True,
-    )
-    _parameter_constraints: ClassVar[dict] = {**LocalFeatures._common_constraints, "root_sift": ["boolean"]}
+    ))
+    #: Parameters added after features were first cached, with the default that computes what was cached
+    #: before them: a feature-cache key that leaves them out at that default keeps existing entries valid.
+    cache_key_defaults: ClassVar[dict] = {"color": "gray"}
+    _parameter_constraints: ClassVar[dict] = {
+        **LocalFeatures._common_constraints,
+        "root_sift": ["boolean"],
+        "color": [StrOptions({"gray", *SIFT_COLORS})],
+    }
     test_params: ClassVar[dict] = {
         "mode": "dense", "step": 6, "scales": (12,), "n_words": 4, "max_descriptors": 2000, "min_contrast": 0.0,
     }
@@ -407,6 +487,7 @@ class SIFT(LocalFeatures):
         max_descriptors: int = 100_000,
         random_state: Any = 0,
         root_sift: bool = False,
+        color: str = "gray",
     ) -> None:
         self.mode = mode
         self.n_features = n_features
@@ -424,6 +505,7 @@ class SIFT(LocalFeatures):
         self.max_descriptors = max_descriptors
         self.random_state = random_state
         self.root_sift = root_sift
+        self.color = color
 
     def _sift(self) -> cv2.SIFT:
         cache = self._cache()
@@ -431,10 +513,37 @@ class SIFT(LocalFeatures):
             cache["sift"] = cv2.SIFT_create(nfeatures=self.n_features if self.mode == "keypoints" else 0)
         return cache["sift"]
 
-    def _detect_describe(self, gray):
-        kps, desc = self._sift().detectAndCompute(gray, None)
+    def _channels(self, image):
+        if self.color == "gray":
+            return None
+        chans = color_channels(self._resized(to_rgb(image)), self.color)  # resized in RGB: hue is circular
+        return [np.ascontiguousarray(chans[..., i]) for i in range(chans.shape[2])]
+
+    def _describe_channels(self, channels, kps) -> np.ndarray | None:
+        """Descriptors of each channel at ``kps`` (given, so none is moved or dropped), side by side."""
+        sift = self._sift()
+        blocks = []
+        for channel in channels:
+            out_kps, desc = sift.compute(channel, kps)
+            if desc is None or len(out_kps) != len(kps):
+                return None
+            blocks.append(desc)
+        return np.hstack(blocks)
+
+    def _empty(self):
+        return np.empty((0, self._descriptor_dim()), np.float32), np.empty((0, 2), np.float32)
+
+    def _descriptor_dim(self) -> int:
+        return 128 if self.color == "gray" else 3 * 128
+
+    def _detect_describe(self, gray, channels=None):
+        if channels is None:
+            kps, desc = self._sift().detectAndCompute(gray, None)
+        else:  # keypoints (position, scale, orientation) of the gray image, described in each channel
+            kps = self._sift().detect(gray, None)
+            desc = self._describe_channels(channels, kps) if len(kps) else None
         if desc is None or not len(kps):
-            return np.empty((0, 128), np.float32), np.empty((0, 2), np.float32)
+            return self._empty()
         return desc, cv2.KeyPoint_convert(kps).reshape(-1, 2)
 
     def _dense_keypoints(self, gray) -> list[tuple[np.ndarray, tuple]]:
@@ -454,26 +563,35 @@ class SIFT(LocalFeatures):
             cache[key] = per_scale
         return cache[key]
 
-    def _dense_describe(self, gray):
+    def _dense_describe(self, gray, channels=None):
         descs, pts = [], []
-        integral = self._integral_gradient(gray)
+        integral = self._integral_gradient(gray)  # the contrast test reads the gray image in every colour
         for patch, centres, kps in self._dense_keypoints(gray):
             keep = self._contrast_keep(integral, centres, patch)
             if not keep.any():
                 continue
-            out_kps, desc = self._sift().compute(gray, tuple(kps if keep.all() else kps[keep]))
+            chosen = tuple(kps if keep.all() else kps[keep])
+            if channels is None:
+                out_kps, desc = self._sift().compute(gray, chosen)
+            else:
+                out_kps, desc = chosen, self._describe_channels(channels, chosen)
             if desc is None or not len(out_kps):
                 continue
             descs.append(desc)
             pts.append(centres[keep] if len(out_kps) == int(keep.sum()) else cv2.KeyPoint_convert(out_kps))
         if not descs:
-            return np.empty((0, 128), np.float32), np.empty((0, 2), np.float32)
+            return self._empty()
         return np.concatenate(descs), np.concatenate(pts).reshape(-1, 2)
 
     def _postprocess(self, desc):
         desc = np.asarray(desc, dtype=np.float32)
-        if self.root_sift and len(desc):
+        if self.root_sift and len(desc) and desc.shape[1] == 128:
             desc = np.sqrt(desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-12))
+        elif self.root_sift and len(desc):
+            # per 128-d block: each channel's descriptor is a SIFT descriptor of its own
+            blocks = desc.reshape(len(desc), -1, 128)
+            blocks = np.sqrt(blocks / np.maximum(blocks.sum(axis=2, keepdims=True), 1e-12))
+            desc = np.ascontiguousarray(blocks.reshape(len(desc), -1), dtype=np.float32)
         return desc
 
 
@@ -567,13 +685,13 @@ class ORB(LocalFeatures):
                 cache[key] = cv2.ORB_create(nfeatures=max(self.n_features, 1) if self.n_features else 100_000)
         return cache[key]
 
-    def _detect_describe(self, gray):
+    def _detect_describe(self, gray, channels=None):
         kps, desc = self._orb().detectAndCompute(gray, None)
         if desc is None or not len(kps):
             return np.empty((0, 32), np.uint8), np.empty((0, 2), np.float32)
         return desc, cv2.KeyPoint_convert(kps).reshape(-1, 2)
 
-    def _dense_describe(self, gray):
+    def _dense_describe(self, gray, channels=None):
         h, w = gray.shape
         orb = self._orb(dense=True)
         cache = self._cache()
