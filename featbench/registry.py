@@ -225,6 +225,7 @@ EXTRACTORS = Registry(
         "featbench.extractors.color",
         "featbench.extractors.moments",
         "featbench.extractors.pca",
+        "featbench.extractors.union",
     ],
     check=_is_extractor_class,
 )
