@@ -277,13 +277,23 @@ def test_crossovers_are_interpolated_in_log_x():
 
 
 def test_crossover_lines_say_who_wins_below_and_above():
-    def curve(acc):
-        return pd.DataFrame({"size": ["1", "10", "all"], "per_class": [1.0, 10.0, 100.0], "accuracy_mean": acc})
+    def curve(acc, std=0.01):
+        return pd.DataFrame({"size": ["1", "10", "all"], "per_class": [1.0, 10.0, 100.0], "accuracy_mean": acc,
+                             "accuracy_std": [std] * 3})
 
     lines = crossover_lines({"hog": curve([0.5, 0.6, 0.7]), "cnn": curve([0.4, 0.7, 0.9]),
                              "pixels": curve([0.1, 0.2, 0.3])})
     said = [line for line in lines if line.startswith("- ")]
-    assert said == ["- `hog` beats `cnn` below ≈ 3.16 images per class (between 1 and 10); `cnn` is ahead above."]
+    assert said == ["- `hog` beats `cnn` below ≈ 3.16 images per class; `cnn` is ahead above. Measured (`hog` vs "
+                    "`cnn`): 1/class 0.500 ± 0.010 vs 0.400 ± 0.010; 10/class 0.600 ± 0.010 vs 0.700 ± 0.010."]
+    assert lines[-1] == "The other 2 of the 3 pairs do not cross: their order is the same at every size."
+    # gaps smaller than the draws' spread are said to be so
+    noisy = crossover_lines({"hog": curve([0.5, 0.6, 0.7], 0.2), "cnn": curve([0.4, 0.7, 0.9], 0.2)})
+    assert noisy[2].endswith("gaps smaller than the spread over draws: where exactly they cross is not pinned down.")
+    # two crossings: who is ahead in each stretch
+    twice = crossover_lines({"a": curve([0.5, 0.6, 0.9]), "b": curve([0.4, 0.7, 0.8])})
+    assert twice[2].startswith("- `a` and `b` cross 2 times: `a` ahead below ≈ 3.16, `b` between ≈ 3.16 and "
+                               "≈ 31.6, `a` above ≈ 31.6 images per class.")
     assert crossover_lines({"a": curve([0.5, 0.6, 0.7]), "b": curve([0.1, 0.2, 0.3])})[0].startswith(
         "Crossovers: none")
 

@@ -246,7 +246,8 @@ class LearningCurve(Task):
             if has_map:
                 head = [h for h in header if h != "classifier"]
                 lines += ["", "Retrieval mAP of the test images against the k-shot images as gallery (cosine), "
-                          "mean ± std:", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+                          "mean ± std. A larger gallery holds more images of each query's class to rank first, so "
+                          "mAP falls as the size grows: compare extractors at one size, not sizes.", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
                 for key, g in table.groupby(["extractor", "weights"], sort=False, dropna=False):
                     # the same for every classifier: the first one's
                     by = g.drop_duplicates("size").set_index("size")
@@ -260,9 +261,9 @@ class LearningCurve(Task):
                       + _chosen_sentence(table)]
             capped = table[table["capped"]]
             if not capped.empty:
-                lines += ["", "Sizes larger than a class has in the training part were capped: " + "; ".join(
-                    f"{s} → {int(g['per_class_min'].min())}–{int(g['per_class_max'].max())} per class"
-                    for s, g in capped.groupby("size", sort=False)) + "."]
+                lines += ["", "Sizes larger than a class has in the training part were capped at what it has: "
+                          + "; ".join(f"{s} → {_span(g['per_class_min'].min(), g['per_class_max'].max())} per class"
+                                      for s, g in capped.groupby("size", sort=False)) + "."]
             best = best_curves(table)
             label = str(results["task"].iloc[0]) if len(results) else "learning-curve"
             path = Path(ctx.out_dir) / "plots" / f"{slug(dataset)}_{slug(label)}.png"
@@ -277,6 +278,10 @@ class LearningCurve(Task):
             lines += [f"- `{r['extractor']}` + {r['classifier']} ({r['split']}): {r['status']}"
                       for _, r in bad.iterrows()]
         return lines
+
+
+def _span(lo, hi) -> str:
+    return f"{int(lo)}" if int(lo) == int(hi) else f"{int(lo)}–{int(hi)}"
 
 
 def _chosen_sentence(table: pd.DataFrame) -> str:
@@ -358,26 +363,49 @@ def crossovers(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[tuple[float,
 
 
 def crossover_lines(curves: dict[str, pd.DataFrame]) -> list[str]:
-    """The crossing points of every pair of mean curves, in words."""
+    """The crossing points of every pair of mean curves, in words, with the measured accuracies (± std over the
+    draws) on both sides of each crossing, and whether the gaps there are within that spread."""
+    if len(curves) < 2:
+        return []
     said = []
     for (na, ca), (nb, cb) in combinations(curves.items(), 2):
         common = sorted(set(ca["size"]) & set(cb["size"]), key=lambda s: float(ca.set_index("size").at[s, "per_class"]))
         if len(common) < 2:
             continue
         ia, ib = ca.set_index("size").loc[common], cb.set_index("size").loc[common]
-        x = ia["per_class"].to_numpy()
-        for at, sign in crossovers(x, ia["accuracy_mean"].to_numpy(), ib["accuracy_mean"].to_numpy()):
-            lo = x[x < at].max() if (x < at).any() else x.min()
-            hi = x[x > at].min() if (x > at).any() else x.max()
-            first, second = (na, nb) if sign > 0 else (nb, na)
-            said.append(f"- `{first}` beats `{second}` below ≈ {at:.3g} images per class (between {lo:g} and "
-                        f"{hi:g}); `{second}` is ahead above.")
-    if len(curves) < 2:
-        return []
+        x, ma, mb = ia["per_class"].to_numpy(), ia["accuracy_mean"].to_numpy(), ib["accuracy_mean"].to_numpy()
+        sa = ia["accuracy_std"].to_numpy() if "accuracy_std" in ia else np.zeros(len(x))
+        sb = ib["accuracy_std"].to_numpy() if "accuracy_std" in ib else np.zeros(len(x))
+        found = crossovers(x, ma, mb)
+        if not found:
+            continue
+        names = {1: na, -1: nb}
+        ahead = [found[0][1]] + [-sign for _, sign in found]  # who is ahead before, between and after
+        if len(found) == 1:
+            text = (f"`{names[ahead[0]]}` beats `{names[ahead[1]]}` below ≈ {found[0][0]:.3g} images per class; "
+                    f"`{names[ahead[1]]}` is ahead above.")
+        else:
+            cuts = [f"≈ {at:.3g}" for at, _ in found]
+            parts = [f"`{names[ahead[0]]}` ahead below {cuts[0]}"]
+            parts += [f"`{names[ahead[i]]}` between {cuts[i - 1]} and {cuts[i]}" for i in range(1, len(found))]
+            parts.append(f"`{names[ahead[-1]]}` above {cuts[-1]}")
+            text = f"`{na}` and `{nb}` cross {len(found)} times: " + ", ".join(parts) + " images per class."
+        sides, within = [], True
+        for at, _ in found:
+            for i in (int(np.flatnonzero(x < at).max()) if (x < at).any() else 0,
+                      int(np.flatnonzero(x > at).min()) if (x > at).any() else len(x) - 1):
+                sides.append(f"{x[i]:g}/class {ma[i]:.3f} ± {sa[i]:.3f} vs {mb[i]:.3f} ± {sb[i]:.3f}")
+                within &= abs(ma[i] - mb[i]) < max(sa[i], sb[i])
+        note = (" — gaps smaller than the spread over draws: where exactly they cross is not pinned down."
+                if within else ".")
+        said.append(f"- {text} Measured (`{na}` vs `{nb}`): " + "; ".join(dict.fromkeys(sides)) + note)
     if not said:
         return ["Crossovers: none — no two extractors' mean curves cross; their order is the same at every size."]
+    pairs = len(curves) * (len(curves) - 1) // 2
+    rest = pairs - len(said)
     return ["Crossovers of the mean curves (each extractor with its best classifier; interpolated in log x):", "",
-            *said]
+            *said, *(["", f"The other {rest} of the {pairs} pairs do not cross: their order is the same at every "
+                      "size."] if rest else [])]
 
 
 def learning_curve_plot(curves: dict[str, pd.DataFrame], title: str, path: Path) -> Path:
