@@ -59,7 +59,7 @@ __all__ = ["corrupt", "CORRUPTIONS", "APPEARANCE", "GEOMETRIC", "FAMILIES", "SEV
            "ROTATION_DEGREES", "SCALE_FACTORS"]
 
 #: Bumped whenever an output changes: part of every cached view's key.
-VERSION = 1
+VERSION = 2
 SEVERITIES = (1, 2, 3, 4, 5)
 
 # -- ImageNet-C constants (Hendrycks & Dietterich 2019; imagecorruptions 1.1.2) ----------------------
@@ -240,16 +240,23 @@ def _jpeg_compression(x, i, rng):
 
 
 def _elastic_transform(x, i, rng):
-    # imagecorruptions' version: a uniform displacement of at most 0.5 % of the height per pixel, smoothed by
-    # a Gaussian of 1 % of each side (truncated at 3 sigma) and multiplied by alpha; bilinear, reflected
+    # imagecorruptions' version at 224 px: a uniform displacement of at most 0.5 % of the side per pixel,
+    # smoothed by a Gaussian of 1 % of the side (truncated at 3 sigma) and multiplied by alpha. The field is
+    # drawn on a grid whose shorter side is 224 and resized to the image (its pixels scaled with it): drawn
+    # at the image's own size, a small image's field would hardly be smoothed and would shuffle pixels
     from scipy.ndimage import gaussian_filter
 
     h, w = x.shape[:2]
-    sigma = (0.01 * h, 0.01 * w)
-    d = 0.005 * h
-    field = rng.uniform(-d, d, size=(2, h, w))
-    dy = (gaussian_filter(field[0], sigma, mode="reflect", truncate=3) * _ELASTIC[i]).astype(np.float32)
-    dx = (gaussian_filter(field[1], sigma, mode="reflect", truncate=3) * _ELASTIC[i]).astype(np.float32)
+    k = _IMAGENET_SIDE / min(h, w)
+    gh, gw = max(1, int(round(h * k))), max(1, int(round(w * k)))
+    d = 0.005 * _IMAGENET_SIDE
+    field = rng.uniform(-d, d, size=(2, gh, gw))
+    sigma = 0.01 * _IMAGENET_SIDE
+    out = []
+    for f in field:
+        smooth = gaussian_filter(f, sigma, mode="reflect", truncate=3).astype(np.float32) * _ELASTIC[i] / k
+        out.append(cv2.resize(smooth, (w, h), interpolation=cv2.INTER_AREA if k > 1 else cv2.INTER_LINEAR))
+    dy, dx = out
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(x, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101).reshape(x.shape)
 

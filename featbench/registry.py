@@ -233,7 +233,8 @@ DATASETS = Registry("dataset", "featbench.datasets", ["featbench.datasets.builti
 CLASSIFIERS = Registry("classifier", "featbench.classifiers", ["featbench.classifiers"],
                        check=_is_classifier_class)
 TASKS = Registry("task", "featbench.tasks", ["featbench.tasks.classification", "featbench.tasks.retrieval",
-                                             "featbench.tasks.diagnostics", "featbench.tasks.learning_curve"],
+                                             "featbench.tasks.diagnostics", "featbench.tasks.learning_curve",
+                                             "featbench.tasks.robustness"],
                  check=_is_task_class)
 
 
