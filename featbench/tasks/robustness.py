@@ -37,7 +37,7 @@ from featbench.registry import CLASSIFIERS, register_task
 from featbench.tasks.base import Cell, FeatureRequest, ReportContext, TaskInput
 from featbench.tasks.classification import Classification, encode_labels
 
-__all__ = ["Robustness", "view_name", "robustness_table", "corruption_errors"]
+__all__ = ["Robustness", "view_name", "robustness_table", "corruption_errors", "resolve_baseline"]
 
 
 def view_name(corruption: str, severity: int) -> str:
@@ -58,8 +58,8 @@ class Robustness(Classification):
     severities : list of int, default [1, 2, 3, 4, 5]
         Severities measured besides 0 (the clean images).
     baseline : str, default "pixels"
-        Extractor label whose errors divide the others' in the corruption error (CE); a run without that row
-        reports no CE.
+        Extractor label whose errors divide the others' in the corruption error (CE), or an extractor name
+        that exactly one row has (``pixels`` finds ``pixels(size=16)``); a run without it reports no CE.
     retrieval : bool, default true
         Also the mAP of the corrupted test images as queries against the clean training images.
 
@@ -196,7 +196,7 @@ class Robustness(Classification):
             if "corrupted_accuracy" in results else results.iloc[:0]
         lines: list[str] = []
         if not ok.empty:
-            baseline = str(ok["baseline"].iloc[0])
+            baseline = resolve_baseline(ok, str(ok["baseline"].iloc[0]))
             table = robustness_table(ok, baseline)
             lines += _summary_lines(table, baseline, ok)
             lines += _ce_lines(table, baseline)
@@ -266,6 +266,15 @@ def per_view_means(rows: pd.DataFrame, column: str) -> dict[str, dict[str, np.nd
         out[_row_name(ext, weights, classifier, n_classifiers)] = {
             c: np.concatenate([[np.nanmean(base)], np.mean([p[c] for p in per], axis=0)]) for c in per[0]}
     return out
+
+
+def resolve_baseline(rows: pd.DataFrame, baseline: str) -> str:
+    """The extractor label ``baseline`` names: itself when a row has that label, else the one label of the rows
+    whose extractor is registered under that name (``pixels`` → ``pixels(size=16)``); unchanged otherwise."""
+    if (rows["extractor"] == baseline).any() or "extractor_name" not in rows:
+        return baseline
+    labels = list(dict.fromkeys(rows.loc[rows["extractor_name"] == baseline, "extractor"]))
+    return str(labels[0]) if len(labels) == 1 else baseline
 
 
 def corruption_errors(err: dict[str, np.ndarray], err_base: dict[str, np.ndarray]) -> dict[str, float]:
