@@ -13,7 +13,8 @@ The appearance corruptions follow Hendrycks & Dietterich (2019) and their consta
 ``pixelate``, ``jpeg_compression``, ``elastic_transform``. Their constants in pixels (the defocus disc's
 radius, the motion blur's length and width) were set for 224-px ImageNet images; here they are scaled by
 the image's shorter side / 224, so that a severity blurs the same share of any image, as Hendrycks &
-Dietterich's own CIFAR-10-C constants (32 px) are roughly theirs for ImageNet divided by 7.
+Dietterich's own CIFAR-10-C constants (32 px) are roughly theirs for ImageNet divided by 7; the elastic
+displacement field is drawn on a grid whose shorter side is 224 and resized to the image for the same reason.
 
 The geometric ones (OpenCV warps, bilinear; uncovered pixels take the median colour of the image's
 border, i.e. its background, rather than black or mirrored content):
