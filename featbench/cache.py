@@ -35,13 +35,19 @@ def feature_key(fingerprint: str, extractor: Any, split_digest: str | None = Non
     """Cache key: dataset content hash + extractor class, version and parameters (+ split when fitted),
     + the content of files the parameters point at (:meth:`Extractor.content_token`)."""
     cls = type(extractor)
+    params = extractor.get_params()
+    # A parameter added to an extractor after its features were cached (e.g. sift's color) is left out at
+    # the default that computes what was cached before it, so existing cache entries stay valid.
+    for name, default in getattr(cls, "cache_key_defaults", {}).items():
+        if name in params and isinstance(params[name], type(default)) and params[name] == default:
+            del params[name]
     payload = {
         "format": CACHE_FORMAT,
         "featbench": __version__,
         "dataset": fingerprint,
         "extractor": f"{cls.__module__}.{cls.__qualname__}",
         "version": getattr(cls, "cache_version", 1),
-        "params": {k: repr(v) for k, v in sorted(extractor.get_params().items())},
+        "params": {k: repr(v) for k, v in sorted(params.items())},
         "split": split_digest,
     }
     token = extractor.content_token() if hasattr(extractor, "content_token") else None
