@@ -547,12 +547,18 @@ def claim_lines(rows: pd.DataFrame) -> list[str]:
         else:
             for _, r in lbp.iterrows():
                 worst = max(float(np.max(r["clean"] - np.asarray(r["acc"][c]))) for c in light)  # in accuracy
-                beats = (not rivals.empty) and all(r["rel"] < q["rel"] for _, q in rivals.iterrows())
+                less = [_fmt_row(q) for _, q in rivals.iterrows() if r["rel"] < q["rel"]]
+                more = [_fmt_row(q) for _, q in rivals.iterrows() if not r["rel"] < q["rel"]]
+                if rivals.empty:
+                    verdict = "not compared (no HOG/pixel row)"
+                elif not more:
+                    verdict = "holds: it degrades less than " + ", ".join(less)
+                else:
+                    verdict = ("fails: it degrades as much as or more than " + ", ".join(more)
+                               + (" (less than " + ", ".join(less) + ")" if less else ""))
                 lines.append(f"- **LBP under brightness/contrast** (claim: uniform LBP is invariant to monotonic "
                              f"grey-level changes): {_fmt_row(r)}, worst single view {_points(-worst)}; "
-                             + ("holds: it degrades less than " if beats else "fails: it does not degrade less than ")
-                             + (", ".join(_fmt_row(q) for _, q in rivals.iterrows()) or "any HOG/pixel row")
-                             + ". (Clipping at 0/255 and rounding to 8 bits make these changes not strictly "
+                             + verdict + ". (Clipping at 0/255 and rounding to 8 bits make these changes not strictly "
                              "monotonic: ties and saturated pixels change LBP codes.)")
     # retrieval at rotation 90 degrees
     sev = json.loads(rows["severities"].iloc[0])
