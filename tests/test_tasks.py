@@ -378,3 +378,21 @@ def test_a_task_may_be_asked_of_some_extractors_only(tmp_path):
                                           r"label; did you mean"):
         parse_experiment(tomllib.loads(two + '[[tasks]]\nname = "classification"\n[[tasks]]\nname = "retrieval"\n'
                                              'extractors = ["hgo"]\n'))
+
+
+def test_classification_report_states_the_classical_vs_deep_gap_with_its_test():
+    """The best row of one family against the best of the other: gap in points and *p vs best* of the loser."""
+    from featbench.tasks.classification import _family_gap_line
+
+    ok = pd.DataFrame({
+        "extractor": ["cnn", "hog", "cnn", "pixels"], "weights": ["imagenet", "", "imagenet", ""],
+        "classifier": ["svm", "svm", "logreg", "svm"], "family": ["deep", "classical", "deep", "classical"],
+        "accuracy_mean": [0.85, 0.765, 0.80, 0.5], "accuracy_std": [0.02, 0.04, 0.01, 0.1]})
+    line = _family_gap_line(ok, {("hog", "", "svm"): ("0.036", False)})
+    assert "best classical row `hog` + svm 0.765 ± 0.040" in line
+    assert "best deep row `cnn` (imagenet) + svm 0.850 ± 0.020" in line
+    assert "deep row is 8.5 points ahead (p = 0.036: a significant difference)" in line
+    assert "not shown to differ" in _family_gap_line(ok, {("hog", "", "svm"): ("0.2", True)})
+    assert "p < 0.001" in _family_gap_line(ok, {("hog", "", "svm"): ("< 0.001", False)})
+    assert "no significance test" in _family_gap_line(ok, {})
+    assert _family_gap_line(ok[ok["family"] == "classical"], {}) is None

@@ -131,6 +131,9 @@ class Classification(Task):
         if sig:
             lines += ["", "**Bold**: statistically tied with the best row (p ≥ 0.05; *p vs best*: Nadeau–Bengio "
                       "corrected resampled t-test over the splits, exact McNemar test on a single split)."]
+        family_line = _family_gap_line(ok, sig)
+        if family_line:
+            lines += ["", family_line]
         bad = summary[summary["status"] != "ok"]
         if not bad.empty:
             lines += ["", "Not measured:", ""]
@@ -165,6 +168,32 @@ class Classification(Task):
             for name, r in zip(names, matrix):
                 lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in r) + " |")
         return lines
+
+
+def _family_gap_line(ok: pd.DataFrame, sig: dict) -> str | None:
+    """Best classical row against best deep row, with the gap in points and its significance test.
+
+    ``ok`` is sorted best first, so one of the two is the best row and the other's *p vs best* is their test.
+    """
+    if ok.empty or "family" not in ok or not {"classical", "deep"} <= set(ok["family"]):
+        return None
+    best = ok.iloc[0]
+    other = ok[ok["family"] != best["family"]].iloc[0]
+
+    def name(r) -> str:
+        w = f" ({r['weights']})" if r["weights"] else ""
+        return f"`{r['extractor']}`{w} + {r['classifier']} {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
+
+    classical, deep = (best, other) if best["family"] == "classical" else (other, best)
+    gap = 100 * (best["accuracy_mean"] - other["accuracy_mean"])
+    p, tied = sig.get((other["extractor"], other["weights"], other["classifier"]), ("—", False))
+    if p in ("—", "best"):
+        test = "no significance test (one split without predictions, or a single row)"
+    else:
+        p_text = f"p {p}" if str(p).startswith("<") else f"p = {p}"
+        test = f"{p_text}: not shown to differ" if tied else f"{p_text}: a significant difference"
+    return (f"Classical vs deep: best classical row {name(classical)}; best deep row {name(deep)} — the "
+            f"{best['family']} row is {gap:.1f} points ahead ({test}).")
 
 
 def _codebook_line(results: pd.DataFrame) -> str | None:

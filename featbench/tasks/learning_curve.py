@@ -404,7 +404,8 @@ def crossover_lines(curves: dict[str, pd.DataFrame]) -> list[str]:
     pairs = len(curves) * (len(curves) - 1) // 2
     rest = pairs - len(said)
     return ["Crossovers of the mean curves (each extractor with its best classifier; interpolated in log x):", "",
-            *said, *(["", f"The other {rest} of the {pairs} pairs do not cross: their order is the same at every "
+            *said, *(["", (f"The other {rest} of the {pairs} pairs do not cross" if rest > 1 else
+                          f"The other pair of the {pairs} does not cross") + ": their order is the same at every "
                       "size."] if rest else [])]
 
 
