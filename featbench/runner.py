@@ -239,7 +239,7 @@ def run(
         # wall seconds of the two stages (extraction: features of the cells computed, on the client and its
         # extraction workers; cells: the queued tasks on the workers), and the seconds the workers spent in
         # tasks and in classifier fits (summed over cells: more than the wall time when they ran in parallel)
-        "stages": {k: round(v, 2) for k, v in stages.items()},
+        "stages": {k: round(v, 4) for k, v in stages.items()},
         "backend": settings.backend,
         "feature_cache": str(cache.root) if cache.root else None,
         **({"feature_cache_problem": cache.problem} if cache.problem else {}),
