@@ -396,3 +396,6 @@ def test_classification_report_states_the_classical_vs_deep_gap_with_its_test():
     assert "p < 0.001" in _family_gap_line(ok, {("hog", "", "svm"): ("< 0.001", False)})
     assert "no significance test" in _family_gap_line(ok, {})
     assert _family_gap_line(ok[ok["family"] == "classical"], {}) is None
+    level = ok.assign(accuracy_mean=[0.85, 0.85, 0.80, 0.5])
+    assert "the two are level (p = 1.000: not shown to differ)" in _family_gap_line(
+        level, {("hog", "", "svm"): ("1.000", True)})

@@ -192,8 +192,9 @@ def _family_gap_line(ok: pd.DataFrame, sig: dict) -> str | None:
     else:
         p_text = f"p {p}" if str(p).startswith("<") else f"p = {p}"
         test = f"{p_text}: not shown to differ" if tied else f"{p_text}: a significant difference"
-    return (f"Classical vs deep: best classical row {name(classical)}; best deep row {name(deep)} — the "
-            f"{best['family']} row is {gap:.1f} points ahead ({test}).")
+    verdict = (f"the two are level ({test})" if round(gap, 1) == 0
+               else f"the {best['family']} row is {gap:.1f} points ahead ({test})")
+    return f"Classical vs deep: best classical row {name(classical)}; best deep row {name(deep)} — {verdict}."
 
 
 def _codebook_line(results: pd.DataFrame) -> str | None:
