@@ -179,3 +179,36 @@ def test_defaults():
     p = Robustness.check_params({})
     assert p["severities"] == [1, 2, 3, 4, 5] and len(p["corruptions"]) == 15
     assert p["baseline"] == "pixels" and p["retrieval"] is True
+
+
+def _rows(base_acc: dict, other_acc: dict) -> pd.DataFrame:
+    """Records of a baseline and one other extractor (one classifier, one split) with the given accuracies."""
+    out = []
+    for name, acc in (("pixels", base_acc), ("hog", other_acc)):
+        values = [a for v in acc.values() for a in v]
+        out.append({"dataset": "d", "extractor": name, "extractor_name": name, "weights": "", "classifier": "logreg",
+                    "split": 0, "accuracy": 1.0, "corrupted_accuracy": json.dumps(acc),
+                    "mean_corrupted_accuracy": float(np.mean(values)), "relative_drop": 1 - float(np.mean(values)),
+                    "corrupted_mAP": None, "severities": json.dumps([1, 2]), "n_test": 10})
+    return pd.DataFrame(out)
+
+
+def test_a_baseline_without_errors_on_a_corruption_leaves_it_out_of_mce_and_says_so():
+    from featbench.tasks.robustness import _summary_lines
+
+    rows = _rows({"a": [1.0, 1.0], "b": [0.5, 0.5]}, {"a": [0.9, 0.7], "b": [0.75, 0.75]})
+    table = robustness_table(rows, "pixels")
+    hog = table[table["extractor"] == "hog"].iloc[0]
+    assert np.isnan(hog["CE:a"]) and hog["CE:b"] == pytest.approx(0.5 / 1.0)
+    assert hog["mCE_mean"] == pytest.approx(0.5)  # the mean over the corruption that has a CE, not NaN
+    text = "\n".join(_summary_lines(table, "pixels", rows))
+    assert "CE undefined on at least one split for 1 corruption(s)" in text and "(a)" in text
+    assert "no `pixels` row" not in text
+
+    perfect = _rows({"a": [1.0, 1.0], "b": [1.0, 1.0]}, {"a": [0.9, 0.7], "b": [0.75, 0.75]})
+    text = "\n".join(_summary_lines(robustness_table(perfect, "pixels"), "pixels", perfect))
+    assert "the baseline `pixels` made no errors under any corruption" in text
+
+    missing = perfect[perfect["extractor"] == "hog"]
+    text = "\n".join(_summary_lines(robustness_table(missing, "pixels"), "pixels", missing))
+    assert "**No CE**: the run has no `pixels` row" in text

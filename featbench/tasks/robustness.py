@@ -300,6 +300,8 @@ def robustness_table(rows: pd.DataFrame, baseline: str) -> pd.DataFrame:
         per_split: dict[str, list] = {"clean": [], "corrupted": [], "drop": [], "mCE": [], "map_clean": [],
                                       "map_corrupted": [], "map_drop": []}
         ce_by: dict[str, list] = {}
+        base_splits = 0
+        undefined: set[str] = set()
         for _, r in g.iterrows():
             acc = json.loads(r["corrupted_accuracy"])
             per_split["clean"].append(float(r["accuracy"]))
@@ -307,9 +309,14 @@ def robustness_table(rows: pd.DataFrame, baseline: str) -> pd.DataFrame:
             per_split["drop"].append(float(r["relative_drop"]))
             b = base.get((r["dataset"], r["classifier"], r["split"]))
             if b is not None:
+                base_splits += 1
                 ce = corruption_errors({c: 1 - np.asarray(v) for c, v in acc.items()},
                                        {c: 1 - np.asarray(v) for c, v in b.items()})
-                per_split["mCE"].append(float(np.mean(list(ce.values()))))
+                # a corruption on which the baseline made no error has no CE: left out of the mean, and named
+                defined = [v for v in ce.values() if np.isfinite(v)]
+                undefined |= {c for c, v in ce.items() if not np.isfinite(v)}
+                if defined:
+                    per_split["mCE"].append(float(np.mean(defined)))
                 for c, v in ce.items():
                     ce_by.setdefault(c, []).append(v)
             if isinstance(r.get("corrupted_mAP"), str):
@@ -322,9 +329,11 @@ def robustness_table(rows: pd.DataFrame, baseline: str) -> pd.DataFrame:
             v = np.asarray(values, float)
             row[f"{name}_mean"] = float(np.mean(v)) if len(v) else float("nan")
             row[f"{name}_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else (0.0 if len(v) else float("nan"))
-        row["mCE_splits"] = len(per_split["mCE"])
+        row["mCE_splits"] = base_splits
+        row["CE_undefined"] = ", ".join(sorted(undefined))
         for c, v in ce_by.items():
-            row[f"CE:{c}"] = float(np.mean(v))
+            finite = [x for x in v if np.isfinite(x)]
+            row[f"CE:{c}"] = float(np.mean(finite)) if finite else float("nan")
         out.append(row)
     return pd.DataFrame(out)
 
@@ -362,10 +371,17 @@ def _summary_lines(table: pd.DataFrame, baseline: str, rows: pd.DataFrame) -> li
               "(below 1: fewer errors than it). All: mean ± std over the splits."
               + (" Retrieval: corrupted test images as queries against the clean training images (cosine)."
                  if has_map else "")]
-    if not has_ce:
+    undefined = sorted({c for v in table.get("CE_undefined", pd.Series(dtype=str)).dropna() for c in v.split(", ") if c})
+    if not (rows["extractor"] == baseline).any():
         lines += ["", f"**No CE**: the run has no `{baseline}` row (the `baseline` parameter names the extractor "
                   "label whose errors divide the others')."]
-    elif (table["mCE_splits"] < table["splits"]).any():
+    elif not has_ce:
+        lines += ["", f"**No CE**: the baseline `{baseline}` made no errors under any corruption, so CE_c (errors "
+                  "divided by the baseline's errors) is undefined; name a weaker baseline."]
+    elif undefined:
+        lines += ["", f"CE undefined on at least one split for {len(undefined)} corruption(s) on which the baseline "
+                  f"`{baseline}` made no errors there ({', '.join(undefined)}): mCE is the mean over the others."]
+    if has_ce and (table["mCE_splits"] < table["splits"]).any():
         short = table[table["mCE_splits"] < table["splits"]]
         lines += ["", "CE over fewer splits than measured (the baseline is missing on the others): "
                   + "; ".join(f"`{r['extractor']}` {int(r['mCE_splits'])} of {int(r['splits'])}"
