@@ -212,3 +212,21 @@ def test_a_baseline_without_errors_on_a_corruption_leaves_it_out_of_mce_and_says
     missing = perfect[perfect["extractor"] == "hog"]
     text = "\n".join(_summary_lines(robustness_table(missing, "pixels"), "pixels", missing))
     assert "**No CE**: the run has no `pixels` row" in text
+
+
+def test_retrieval_claim_warns_when_the_compared_rows_are_near_chance():
+    from featbench.tasks.robustness import claim_lines
+
+    def row(name: str, params: dict, m_clean: float, m90: float) -> dict:
+        return {"dataset": "d", "extractor": name, "extractor_name": name, "extractor_params": json.dumps(params),
+                "weights": "", "classifier": "logreg", "split": 0, "accuracy": 0.5, "n_classes": 10,
+                "corrupted_accuracy": json.dumps({"rotation": [0.5] * 4}), "severities": json.dumps([1, 2, 3, 4]),
+                "mAP": m_clean, "corrupted_mAP": json.dumps({"rotation": [m_clean, m_clean, m_clean, m90]})}
+
+    # chance 0.1; a quarter of the way to 1 is 0.325: LBP's 0.12 is near chance, HOG's 0.6 is not
+    rows = pd.DataFrame([row("hog", {}, 0.6, 0.3), row("lbp", {"grid": 1}, 0.12, 0.12)])
+    text = "\n".join(claim_lines(rows))
+    assert "**Retrieval under rotation 90°** (claim: a rotation-invariant descriptor loses less mAP than HOG): holds" in text
+    assert "Caution: `lbp` has a clean mAP close to a random ranking's (about 0.100)" in text
+    fine = pd.DataFrame([row("hog", {}, 0.6, 0.3), row("lbp", {"grid": 1}, 0.9, 0.9)])
+    assert "random ranking" not in "\n".join(claim_lines(fine))

@@ -597,6 +597,13 @@ def claim_lines(rows: pd.DataFrame) -> list[str]:
             lines.append(f"- **Retrieval under rotation 90°** (claim: a rotation-invariant descriptor loses less mAP "
                          f"than HOG): {'holds' if holds else 'fails'} — HOG `{h['row']}` {h['map_clean']:.3f} → "
                          f"{h['map90']:.3f} ({_pct(-h['map_rel'])}); " + "; ".join(parts) + ".")
+            # a random ranking's mAP is about the share of each class, the same chance as accuracy's
+            near = pd.concat([hog.iloc[:1], inv])
+            near = near[near["map_clean"] < chance + 0.25 * (1 - chance)]
+            if not near.empty:
+                lines.append(f"  Caution: {', '.join(f'`{r}`' for r in near['row'])} "
+                             f"{'has' if len(near) == 1 else 'have'} a clean mAP close to a random ranking's "
+                             f"(about {chance:.3f}), so a small loss says little about invariance here.")
     deep = info[info["kind"] == "deep"]
     if not deep.empty and measured:
         st = _group_stats(info, sorted(measured))
