@@ -26,15 +26,16 @@ from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from featbench._warnings import count_convergence_warnings
+from featbench.linear_svm import DualPrimalLinearSVC, NewtonLinearSVC
 from featbench.registry import register_classifier
 
 __all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "WeightedKNN",
-           "WeightedKNNClassifier", "DualPrimalLinearSVC", "KernelRBFSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
+           "WeightedKNNClassifier", "DualPrimalLinearSVC", "NewtonLinearSVC", "KernelRBFSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
 
 #: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
 SCALERS = ("standard", "none")
@@ -76,6 +77,16 @@ class Classifier:
     def estimator(self, random_state: int) -> ClassifierMixin:
         """The final estimator; it must take the parameter named by ``param``."""
         raise NotImplementedError
+
+    def fit_grid(self, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
+                 values: Sequence) -> list[tuple[ClassifierMixin, bool]]:
+        """``estimator`` fitted on ``(X, y)`` once for each value of the searched parameter, in the grid's
+        order, each with whether it did not converge. Override it to share work along the grid (warm starts,
+        a Gram matrix computed once); the models must be those of fitting each value alone."""
+        out = []
+        for value in values:
+            out.append(_fit_counted(clone(estimator).set_params(**{self.param: value}), X, y))
+        return out
 
     def pipeline(self, random_state: int = 0, scale: str = "standard") -> Pipeline:
         """Scaling, then (``row_space``) :class:`RowSpace`, then :meth:`estimator`; step names ``scale``,
@@ -128,51 +139,20 @@ class RowSpace(TransformerMixin, BaseEstimator):
 
 @register_classifier("linear-svm")
 class LinearSVM(Classifier):
-    description = "standardise → linear SVM (squared hinge; liblinear dual, tol 1e-3; primal where the dual stalls)"
+    description = "standardise → linear SVM (LinearSVC's squared hinge, solved exactly by finite Newton)"
     default_C = (0.001, 0.01, 0.1, 1.0)
-    row_space = True
 
     def estimator(self, random_state: int) -> ClassifierMixin:
-        # tol: the dual solver stops when the largest violation of the optimality conditions is below 1e-3,
-        # libsvm's (and SVC's) default for the same criterion; LinearSVC's default 1e-4 costs 1.3-1.5x the
-        # time and chose the same C, with the same test accuracy, in all 90 linear-svm cells of
-        # experiments/default.toml (featbench 0.2.0).
-        return DualPrimalLinearSVC(dual=True, tol=1e-3, max_iter=2000, random_state=random_state)
+        # the exact optimum of LinearSVC's problem; past 2048 unknowns, LIBLINEAR's dual (tol 1e-3)
+        return NewtonLinearSVC(random_state=random_state)
 
-
-class DualPrimalLinearSVC(LinearSVC):
-    """:class:`~sklearn.svm.LinearSVC` (squared hinge, L2) solved in the dual, and in the primal when the dual
-    solver stops at ``max_iter``.
-
-    Dual coordinate descent [1]_ is the fast solver when the classes are nearly separable (as many features
-    as images, or more; large ``C``), but crawls where many images sit inside the margin (few features,
-    large ``C``): there the primal trust-region Newton method [2]_ converges in a few iterations. Both solve
-    the same problem, so the model is the same up to the solvers' tolerance. The solver that produced the
-    fit is ``solver_``; a primal fit that does not converge either warns (``ConvergenceWarning``) as usual.
-
-    References
-    ----------
-    .. [1] Hsieh, C.-J., Chang, K.-W., Lin, C.-J., Keerthi, S. S., Sundararajan, S. (2008). A dual coordinate
-           descent method for large-scale linear SVM. ICML 2008.
-    .. [2] Lin, C.-J., Weng, R. C., Keerthi, S. S. (2008). Trust region Newton method for large-scale
-           logistic regression. JMLR 9, 627-650 (the primal solver of LIBLINEAR).
-    """
-
-    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> DualPrimalLinearSVC:
-        """Fit the dual problem; refit the primal one if the dual solver did not converge."""
-        if self.dual is not True:
-            self.solver_ = "primal" if self.dual is False else "auto"
-            return super().fit(X, y, sample_weight)
-        _, stalled = count_convergence_warnings(lambda: super(DualPrimalLinearSVC, self).fit(X, y, sample_weight))
-        self.solver_ = "dual"
-        if stalled:
-            self.dual = False
-            try:
-                super().fit(X, y, sample_weight)
-            finally:
-                self.dual = True
-            self.solver_ = "primal"
-        return self
+    def fit_grid(self, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
+                 values: Sequence[float]) -> list[tuple[ClassifierMixin, bool]]:
+        """The C path with warm starts (:meth:`NewtonLinearSVC.fit_path`)."""
+        if not isinstance(estimator, NewtonLinearSVC):  # a subclass with another estimator
+            return super().fit_grid(estimator, X, y, values)
+        fitted, _ = count_convergence_warnings(lambda: estimator.fit_path(X, y, values))
+        return [(est, est.n_stalled_ > 0) for est in fitted]
 
 
 @register_classifier("rbf-svm")
@@ -183,6 +163,14 @@ class RBFSVM(Classifier):
 
     def estimator(self, random_state: int) -> ClassifierMixin:
         return KernelRBFSVC(random_state=random_state)
+
+    def fit_grid(self, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
+                 values: Sequence[float]) -> list[tuple[ClassifierMixin, bool]]:
+        """The kernel matrix computed once for every C (:meth:`KernelRBFSVC.fit_path`)."""
+        if not isinstance(estimator, KernelRBFSVC):  # a subclass with another estimator
+            return super().fit_grid(estimator, X, y, values)
+        fitted, bad = count_convergence_warnings(lambda: estimator.fit_path(X, y, values))
+        return [(est, bad > 0) for est in fitted]  # libsvm has no iteration limit here (max_iter=-1): bad is 0
 
 
 class KernelRBFSVC(ClassifierMixin, BaseEstimator):
@@ -215,19 +203,30 @@ class KernelRBFSVC(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> KernelRBFSVC:
         """Fit the SVM on the training kernel matrix; keep the support vectors."""
+        return self.fit_path(X, y, [self.C], _into=self)[0]
+
+    def fit_path(self, X: np.ndarray, y: np.ndarray, Cs: Sequence[float], *,
+                 _into: KernelRBFSVC | None = None) -> list[KernelRBFSVC]:
+        """One fitted copy for each ``C`` in ``Cs``, on one kernel matrix (it does not depend on ``C``): the
+        models of :meth:`fit`, each."""
         X = check_array(X, dtype=np.float64)
         if self.gamma == "scale":
             var = X.var()
-            self.gamma_ = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
+            gamma = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
         else:
-            self.gamma_ = float(self.gamma)
-        self.svc_ = SVC(C=self.C, kernel="precomputed", random_state=self.random_state)
-        self.svc_.fit(rbf_kernel(X, X, gamma=self.gamma_), y)
-        self.classes_ = self.svc_.classes_
-        self.n_features_in_ = X.shape[1]
-        self.n_fit_ = len(X)
-        self.support_vectors_ = X[self.svc_.support_]
-        return self
+            gamma = float(self.gamma)
+        K = rbf_kernel(X, X, gamma=gamma)
+        out = []
+        for C in Cs:
+            est = _into if _into is not None else clone(self).set_params(C=C)
+            est.gamma_ = gamma
+            est.svc_ = SVC(C=C, kernel="precomputed", random_state=self.random_state).fit(K, y)
+            est.classes_ = est.svc_.classes_
+            est.n_features_in_ = X.shape[1]
+            est.n_fit_ = len(X)
+            est.support_vectors_ = X[est.svc_.support_]
+            out.append(est)
+        return out
 
     def _kernel(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "svc_")
@@ -408,8 +407,7 @@ def search_and_fit(
             for f, (tr, va) in enumerate(cv.split(X, y)):
                 fitted = clone(prepare).fit(X[tr], y[tr])
                 X_tr, X_va = fitted.transform(X[tr]), fitted.transform(X[va])
-                for i, value in enumerate(grid):
-                    est, bad = _fit_counted(clone(estimator).set_params(**{clf.param: value}), X_tr, y[tr])
+                for i, (est, bad) in enumerate(clf.fit_grid(estimator, X_tr, y[tr], grid)):
                     n_fits += 1
                     not_converged += bad
                     fold_scores[i, f] = accuracy_score(y[va], est.predict(X_va))

@@ -70,6 +70,8 @@ def experiment_for(dataset: str | None, extractor: str, params: dict | None = No
         data = dict(exp.raw)
         data["datasets"] = [exp.raw["datasets"][d]]
         data["extractors"] = [exp.raw["extractors"][e]]
+        # extract runs no task; a task's ``extractors`` filter may name rows left out here
+        data.pop("tasks", None)
         return parse_experiment(data, source=str(config), base=Path(config).parent, default_name=exp.name)
     if not dataset:
         raise ConfigError("featbench extract: give a dataset (an image folder or a built-in dataset name such "

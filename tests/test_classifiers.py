@@ -5,6 +5,8 @@
 - :class:`RowSpace` (linear models fitted in the span of the training rows when d > n) gives the same
   decision function as fitting on the features themselves;
 - :class:`KernelRBFSVC` (libsvm on a BLAS kernel matrix) gives the model of ``SVC(kernel="rbf")``;
+- the linear SVM's warm-started C path (:meth:`Classifier.fit_grid`) gives the models of fitting each C alone
+  (its solver against LinearSVC: ``tests/test_linear_svm.py``);
 - :class:`DualPrimalLinearSVC` converges where the dual solver alone stops at ``max_iter``, and a fit that
   does not converge is counted, not hidden.
 
@@ -86,15 +88,22 @@ def test_row_space_gives_the_same_linear_models(digits):
     assert narrow.components_ is None and narrow.transform(X_tr[:, :50]) is not None
 
 
-def test_row_space_changes_no_prediction_of_the_linear_svm(digits):
-    """The pipeline with and without the row-space step: the same C and the same test predictions."""
+def test_row_space_changes_no_prediction_of_a_linear_svm(digits):
+    """A classifier that asks for the row-space step (``row_space = True``, here LIBLINEAR's LinearSVC) and the
+    same classifier without it: the same C and the same test predictions."""
     X, y = _wide(digits)
     X_tr, y_tr, X_te = X[:300], y[:300], X[300:]
-    with_span = search_and_fit(LinearSVM(), X_tr, y_tr, LinearSVM.default_C)
 
-    class Plain(LinearSVM):
+    class Spanned(LinearSVM):
+        row_space = True
+
+        def estimator(self, random_state):
+            return LinearSVC(tol=1e-6, max_iter=20000, random_state=random_state)
+
+    class Plain(Spanned):
         row_space = False
 
+    with_span = search_and_fit(Spanned(), X_tr, y_tr, LinearSVM.default_C)
     without = search_and_fit(Plain(), X_tr, y_tr, LinearSVM.default_C)
     assert with_span.model.named_steps["span"].components_ is not None
     assert with_span.chosen == without.chosen
