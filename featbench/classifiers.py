@@ -14,6 +14,7 @@ chosen by an inner stratified cross-validation on the training part only
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -35,7 +36,7 @@ from featbench.linear_svm import DualPrimalLinearSVC, NewtonLinearSVC
 from featbench.registry import register_classifier
 
 __all__ = ["SCALERS", "check_scale", "Classifier", "LinearSVM", "RBFSVM", "LogReg", "WeightedKNN",
-           "WeightedKNNClassifier", "DualPrimalLinearSVC", "NewtonLinearSVC", "KernelRBFSVC", "RowSpace", "SearchResult", "search_and_fit", "fit_with_search", "fit_with_c_search"]
+           "WeightedKNNClassifier", "DualPrimalLinearSVC", "NewtonLinearSVC", "KernelRBFSVC", "RowSpace", "SearchResult", "search_and_fit", "take_fit_spans", "fit_with_search", "fit_with_c_search"]
 
 #: Accepted values of a classifier's ``scale`` key: what is done to the features before the classifier.
 SCALERS = ("standard", "none")
@@ -87,6 +88,13 @@ class Classifier:
         for value in values:
             out.append(_fit_counted(clone(estimator).set_params(**{self.param: value}), X, y))
         return out
+
+    def refit_params(self, X: np.ndarray, folds: list[tuple[Any, Any]], prepare: Any) -> dict:
+        """Fit parameters of the final pipeline (``{"clf__<name>": value}``) drawn from the inner folds'
+        models at the chosen value (``folds``: each fold's fitted scaling steps and estimator; ``prepare``:
+        the final pipeline's, fitted on ``X``), such as a solver's starting point; they must not change the
+        model. None by default."""
+        return {}
 
     def pipeline(self, random_state: int = 0, scale: str = "standard") -> Pipeline:
         """Scaling, then (``row_space``) :class:`RowSpace`, then :meth:`estimator`; step names ``scale``,
@@ -145,6 +153,21 @@ class LinearSVM(Classifier):
     def estimator(self, random_state: int) -> ClassifierMixin:
         # the exact optimum of LinearSVC's problem; past 2048 unknowns, LIBLINEAR's dual (tol 1e-3)
         return NewtonLinearSVC(random_state=random_state)
+
+    def refit_params(self, X: np.ndarray, folds: list[tuple[Any, Any]], prepare: Any) -> dict:
+        """Newton's method on all the training images starts from the folds' models at the chosen C, averaged
+        and carried into the final pipeline's scaling (``prepare``, fitted on ``X``): the same optimum, in
+        fewer steps."""
+        if not folds or not all(isinstance(est, NewtonLinearSVC) for _, est in folds):
+            return {}
+        d = X.shape[1]
+        try:  # each fold's decision function is affine in the final scaled features z: read it at 0 and e_j
+            points = prepare.inverse_transform(np.vstack([np.zeros((1, d)), np.eye(d)]))
+        except (AttributeError, ValueError):  # a scaling without an inverse
+            return {}
+        values = np.mean([np.asarray(est.decision_function(prep.transform(points))).reshape(d + 1, -1)
+                          for prep, est in folds], axis=0)
+        return {"clf__initial_coef": ((values[1:] - values[0]).T, values[0])}
 
     def fit_grid(self, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
                  values: Sequence[float]) -> list[tuple[ClassifierMixin, bool]]:
@@ -364,10 +387,23 @@ class SearchResult:
     not_converged: int = 0
 
 
-def _fit_counted(estimator, X: np.ndarray, y: np.ndarray) -> tuple[Any, bool]:
+#: Wall-clock (``time.time()``) start and end of every :func:`search_and_fit` run in this process since the
+#: last :func:`take_fit_spans`: the runner merges them over its workers into the time the classifier stage
+#: took (``run.json`` ``stages.classifier_fit_wall_s``).
+_FIT_SPANS: list[tuple[float, float]] = []
+
+
+def take_fit_spans() -> list[tuple[float, float]]:
+    """The spans recorded since the last call (and forget them)."""
+    spans = list(_FIT_SPANS)
+    _FIT_SPANS.clear()
+    return spans
+
+
+def _fit_counted(estimator, X: np.ndarray, y: np.ndarray, **fit_params: Any) -> tuple[Any, bool]:
     """``estimator.fit(X, y)``, and whether it warned that it had not converged (counted, not shown: the
     caller reports the count)."""
-    fitted, bad = count_convergence_warnings(lambda: estimator.fit(X, y))
+    fitted, bad = count_convergence_warnings(lambda: estimator.fit(X, y, **fit_params))
     return fitted, bad > 0
 
 
@@ -390,6 +426,7 @@ def search_and_fit(
     per fold instead of once per fold and value: they do not depend on the searched parameter. With a single value, or fewer
     than two samples per class, no search is run.
     """
+    started = time.time()
     grid = [int(v) for v in grid] if clf.param_kind == "int" else [float(v) for v in grid]
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
     folds = int(min(inner_folds, counts.min()))
@@ -404,20 +441,28 @@ def search_and_fit(
         if len(grid) > 1 and folds >= 2:
             fold_scores = np.zeros((len(grid), folds))
             cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
+            fold_models: list = []
             for f, (tr, va) in enumerate(cv.split(X, y)):
                 fitted = clone(prepare).fit(X[tr], y[tr])
                 X_tr, X_va = fitted.transform(X[tr]), fitted.transform(X[va])
+                models = []
                 for i, (est, bad) in enumerate(clf.fit_grid(estimator, X_tr, y[tr], grid)):
                     n_fits += 1
                     not_converged += bad
                     fold_scores[i, f] = accuracy_score(y[va], est.predict(X_va))
+                    models.append(est)
+                fold_models.append((fitted, models))
             mean = fold_scores.mean(axis=1)
-            chosen = grid[int(np.flatnonzero(mean == mean.max())[0])]
+            best = int(np.flatnonzero(mean == mean.max())[0])
+            chosen = grid[best]
             scores = {v: float(m) for v, m in zip(grid, mean)}
+            params = clf.refit_params(X, [(prep, models[best]) for prep, models in fold_models],
+                                      clone(prepare).fit(X, y))
         else:
-            chosen = grid[0]
+            chosen, params = grid[0], {}
         pipe.set_params(**{key: chosen})
-        model, bad = _fit_counted(pipe, X, y)
+        model, bad = _fit_counted(pipe, X, y, **params)
+    _FIT_SPANS.append((started, time.time()))
     return SearchResult(model, chosen, scores, n_fits + 1, not_converged + bad)
 
 

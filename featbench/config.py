@@ -250,7 +250,8 @@ def parse_experiment(
 
     classifiers = [_classifier(c, f"{where} [[classifiers]] #{i + 1}")
                    for i, c in enumerate(_tables(data, "classifiers", where))]
-    tasks = [_task(t, f"{where} [[tasks]] #{i + 1}", [e.label for e in extractors])
+    tasks = [_task(t, f"{where} [[tasks]] #{i + 1}", [e.label for e in extractors],
+                   {e.label: e.name for e in extractors})
              for i, t in enumerate(_tables(data, "tasks", where))]
     asked = [json.dumps([t.name, t.params, t.extractors], sort_keys=True, default=repr) for t in tasks]
     for i, a in enumerate(asked):
@@ -318,7 +319,7 @@ def _classifier(c: dict, w: str) -> ClassifierConfig:
     return ClassifierConfig(cname, label, values, scale, param)
 
 
-def _task(t: dict, w: str, extractor_labels: list[str]) -> TaskConfig:
+def _task(t: dict, w: str, extractor_labels: list[str], names: dict[str, str]) -> TaskConfig:
     tname = _required_str(t, "name", w)
     cls = _lookup(TASKS, tname, w)
     if not getattr(cls, "name", ""):  # an entry point's class: its registered name is its name
@@ -340,14 +341,20 @@ def _task(t: dict, w: str, extractor_labels: list[str]) -> TaskConfig:
                 raise ConfigError(f"{w}: extractors: {pattern!r} matches no [[extractors]] label{hint} (labels: "
                                   f"{', '.join(extractor_labels)}; 'hog*' matches every label starting with hog)")
         only = tuple(only)
-    params = {k: v for k, v in t.items() if k not in ("name", "label", "extractors")}
+    written = {k: v for k, v in t.items() if k not in ("name", "label", "extractors")}
     try:
-        params = cls.check_params(params)
+        params = cls.check_params(dict(written))
     except FeatbenchError as exc:
         raise ConfigError(f"{w} ({tname}): {_one_line(exc)}") from None
     except Exception as exc:  # a plugin task's own checks may raise anything on a value of the wrong type
-        raise ConfigError(f"{w} ({tname}): invalid parameters {params!r}: {type(exc).__name__}: "
+        raise ConfigError(f"{w} ({tname}): invalid parameters {written!r}: {type(exc).__name__}: "
                           f"{_one_line(exc)}") from exc
+    rows = [(label, names[label]) for label in extractor_labels
+            if only is None or any(fnmatch.fnmatchcase(label, p) for p in only)]
+    try:
+        cls.check_rows(written, rows)
+    except FeatbenchError as exc:
+        raise ConfigError(f"{w} ({tname}): {_one_line(exc)}") from None
     return TaskConfig(tname, _typed(t, "label", str, tname, w), params, only)
 
 

@@ -93,14 +93,16 @@ class _Problem:
         self.kernel = n <= d
         self.gram = self.X @ self.X.T if self.kernel else self.X.T @ self.X
 
-    def solve(self, y: np.ndarray, C: float, start: np.ndarray | None, max_iter: int) -> tuple[np.ndarray, int, bool]:
+    def solve(self, y: np.ndarray, C: float, start: np.ndarray | None, max_iter: int,
+              guess: np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
         """The optimum for labels ``y`` (±1): expansion coefficients (kernel form) or weights; the Newton
-        steps taken; whether the margin set settled within ``max_iter``."""
-        X, G, n = self.X, self.gram, len(self.X)
+        steps taken; whether the margin set settled within ``max_iter``. ``start``: a solution to start
+        from; else ``guess``: decision values whose margin set the first step solves on (from zero)."""
+        X, G = self.X, self.gram
         x = np.zeros(G.shape[0]) if start is None else start.copy()
         out = G @ x if self.kernel else X @ x  # decision values of the training images
-        inside = y * out < 1
-        inner = last = None  # primal form: X_Aᵀ X_A of the margin set ``last``
+        inside = y * out < 1 if start is not None or guess is None else y * guess < 1
+        state: dict = {}  # primal form: the factorised Hessian of an earlier margin set
         for step in range(1, max_iter + 1):
             idx = np.flatnonzero(inside)
             target = np.zeros_like(x)
@@ -114,20 +116,7 @@ class _Problem:
                 change = G @ delta
                 reg_slope, reg_curv = float(x @ change), float(delta @ change)
             else:
-                if inner is None:
-                    inner = _gram_of(X, inside, G)
-                else:  # X_Aᵀ X_A of the last step, updated with the images that entered or left the margin
-                    moved = inside != last
-                    entered, left = X[moved & inside], X[moved & ~inside]
-                    if len(entered) + len(left) > min(len(idx), n - len(idx)):
-                        inner = _gram_of(X, inside, G)
-                    else:
-                        inner = inner + entered.T @ entered - left.T @ left
-                last = inside
-                H = inner * (2 * C)
-                H[np.diag_indices_from(H)] += 1.0
-                target = cho_solve(cho_factor(H, lower=True, check_finite=False), 2 * C * (X[idx].T @ y[idx]),
-                                   check_finite=False)
+                target = self._primal_step(y, C, inside, state)
                 delta = target - x
                 change = X @ delta
                 reg_slope, reg_curv = float(x @ delta), float(delta @ delta)
@@ -141,6 +130,47 @@ class _Problem:
                 return x, step, True
             inside = now
         return x, max_iter, False
+
+    def _primal_step(self, y: np.ndarray, C: float, inside: np.ndarray, state: dict) -> np.ndarray:
+        """The minimiser of the quadratic on margin set ``inside``: ``(I + 2C X_Aᵀ X_A) w = 2C X_Aᵀ y_A``.
+
+        The Hessian is factorised for a base set ``B``; while few images differ between ``A`` and ``B`` (the
+        later Newton steps), the solve goes through the Sherman-Morrison-Woodbury identity with the ``k``
+        rows that differ (``2k d²`` operations instead of ``d³ / 3``), and its residual is checked.
+        """
+        X, n = self.X, len(self.X)
+        d = X.shape[1]
+        rhs = 2 * C * (X.T @ (y * inside))
+        base = state.get("mask")
+        if base is not None:
+            moved = np.flatnonzero(inside != base)
+            if 0 < len(moved) <= max(8, d // 8):
+                W = X[moved]
+                sign = np.where(inside[moved], 2 * C, -2 * C)  # entered: + x xᵀ, left: − x xᵀ
+                HinvWt = cho_solve(state["factor"], W.T, check_finite=False)
+                z = cho_solve(state["factor"], rhs, check_finite=False)
+                cap = np.diag(1.0 / sign) + W @ HinvWt
+                try:
+                    target = z - HinvWt @ np.linalg.solve(cap, W @ z)
+                except np.linalg.LinAlgError:
+                    target = None
+                if target is not None:
+                    residual = target + 2 * C * (X.T @ (inside * (X @ target))) - rhs
+                    if np.linalg.norm(residual) <= 1e-10 * max(1.0, float(np.linalg.norm(rhs))):
+                        return target
+            elif len(moved) == 0:
+                return cho_solve(state["factor"], rhs, check_finite=False)
+        # (re)factorise on this set; X_Aᵀ X_A from the last base's when fewer rows differ than are in A
+        inner = state.get("inner")
+        if inner is not None and np.count_nonzero(inside != base) < min(inside.sum(), n - inside.sum()):
+            entered, left = X[inside & ~base], X[~inside & base]
+            inner = inner + entered.T @ entered - left.T @ left
+        else:
+            inner = _gram_of(X, inside, self.gram)
+        H = inner * (2 * C)
+        H[np.diag_indices_from(H)] += 1.0
+        state.update(mask=inside, inner=inner, factor=cho_factor(H, lower=True, check_finite=False))
+        return cho_solve(state["factor"], rhs, check_finite=False)
 
     def weights(self, sol: np.ndarray) -> np.ndarray:
         return self.X.T @ sol if self.kernel else sol
@@ -188,15 +218,21 @@ class NewtonLinearSVC(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> NewtonLinearSVC:
-        """Fit one binary problem per class (one in all for two classes)."""
-        return self.fit_path(X, y, [self.C], _into=self)[0]
+    def fit(self, X: np.ndarray, y: np.ndarray,
+            initial_coef: tuple[np.ndarray, np.ndarray] | None = None) -> NewtonLinearSVC:
+        """Fit one binary problem per class (one in all for two classes).
+
+        ``initial_coef`` (optional): ``(coef, intercept)`` of a nearby model (the same C fitted on parts of
+        ``X``, say; shapes of ``coef_`` and ``intercept_``) from which Newton's method starts. The optimum is
+        unique, so it changes the steps taken, not the model."""
+        return self.fit_path(X, y, [self.C], _into=self, initial_coef=initial_coef)[0]
 
     def fit_path(self, X: np.ndarray, y: np.ndarray, Cs: Sequence[float], *,
-                 _into: NewtonLinearSVC | None = None) -> list[NewtonLinearSVC]:
+                 _into: NewtonLinearSVC | None = None,
+                 initial_coef: tuple[np.ndarray, np.ndarray] | None = None) -> list[NewtonLinearSVC]:
         """One fitted copy of this estimator for each ``C`` in ``Cs``, each started from the previous
         solution (the Gram matrix is computed once): the models :meth:`fit` gives, at a fraction of the
-        cost."""
+        cost. ``initial_coef``: as in :meth:`fit`, for the first ``C``."""
         X, y = check_X_y(X, y, dtype=np.float64)
         check_classification_targets(y)
         classes = np.unique(y)
@@ -211,6 +247,14 @@ class NewtonLinearSVC(ClassifierMixin, BaseEstimator):
         problem = _Problem(X, self.intercept_scaling)
         targets = [np.where(y == c, 1.0, -1.0) for c in (classes[1:] if len(classes) == 2 else classes)]
         starts: list[np.ndarray | None] = [None] * len(targets)
+        guesses: list[np.ndarray | None] = [None] * len(targets)
+        if initial_coef is not None:
+            coef = np.asarray(initial_coef[0], dtype=np.float64).reshape(len(targets), X.shape[1])
+            intercept = np.asarray(initial_coef[1], dtype=np.float64).reshape(len(targets))
+            if problem.kernel:  # no weights to start from: the first step solves on their margin sets
+                guesses = list((X @ coef.T + intercept).T)
+            else:
+                starts = list(np.hstack([coef, intercept[:, None] / float(self.intercept_scaling)]))
         fitted = []
         for C in Cs:
             if not C > 0:
@@ -218,7 +262,7 @@ class NewtonLinearSVC(ClassifierMixin, BaseEstimator):
             est = _into if _into is not None else clone(self).set_params(C=C)
             W, steps, stalled = [], 0, 0
             for k, target in enumerate(targets):
-                sol, n_steps, ok = problem.solve(target, float(C), starts[k], int(self.max_iter))
+                sol, n_steps, ok = problem.solve(target, float(C), starts[k], int(self.max_iter), guesses[k])
                 starts[k] = sol
                 W.append(problem.weights(sol))
                 steps = max(steps, n_steps)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from featbench._memory import PeakMemory
 from featbench.cache import usable_cache
+from featbench.classifiers import take_fit_spans
 from featbench.config import Experiment, ExtractorConfig, load_experiment
 from featbench.datasets import ImageSet, load_dataset
 from featbench.errors import ConfigError, DatasetError, FeatbenchError, WeightsUnavailableError
@@ -115,10 +116,13 @@ def run(
     computed = reused = 0
     bar = tqdm(total=n_cells, desc=f"featbench {exp.name}", unit="cell", disable=disable_bars)
     stages = {"extraction_wall_s": 0.0, "requested_features_wall_s": 0.0, "cells_wall_s": 0.0, "task_s": 0.0,
-              "classifier_fit_s": 0.0}
+              "classifier_fit_s": 0.0, "classifier_fit_wall_s": 0.0}
+
+    fit_spans: list = []
 
     def finish(path: Path, rec: dict) -> None:
         nonlocal computed
+        fit_spans.extend(rec.pop("classifier_fit_spans", None) or ())
         write_cell(path, rec)
         slots[path.name] = rec
         computed += 1
@@ -217,6 +221,7 @@ def run(
                         queue, held = [], 0
             stages["cells_wall_s"] += _run_queue(queue, jobs, finish)
     bar.close()
+    stages["classifier_fit_wall_s"] = covered_seconds(fit_spans)
     records = [slots[c] for c in order]
     for task in tasks:
         try:
@@ -237,8 +242,9 @@ def run(
         "cell_files": order,
         "n_jobs": effective_n_jobs(jobs),
         # wall seconds of the two stages (extraction: features of the cells computed, on the client and its
-        # extraction workers; cells: the queued tasks on the workers), and the seconds the workers spent in
-        # tasks and in classifier fits (summed over cells: more than the wall time when they ran in parallel)
+        # extraction workers; cells: the queued tasks on the workers), the seconds the workers spent in
+        # tasks and in classifier fits (summed over cells: more than the wall time when they ran in parallel),
+        # and the wall seconds during which at least one worker was fitting a classifier (its C search)
         "stages": {k: round(v, 4) for k, v in stages.items()},
         "backend": settings.backend,
         "feature_cache": str(cache.root) if cache.root else None,
@@ -282,13 +288,25 @@ def run_cell(task: Any, cell: Cell, data: TaskInput, record: dict, plugins: tupl
         try:
             for spec in plugins:
                 load_plugin(spec)
+            take_fit_spans()  # left over from an earlier cell that failed in this process
             rec.update(task.run(cell, data))
+            rec["classifier_fit_spans"] = take_fit_spans()
         except (Exception, SystemExit) as exc:
             log.debug("task %s failed", getattr(task, "label", task), exc_info=True)
             rec["status"] = f"failed: {type(exc).__name__}: {_one_line(exc)}"
     rec["task_s"] = round(time.perf_counter() - t0, 4)
     rec["task_peak_rss_mb"] = mem.mb
     return rec
+
+
+def covered_seconds(spans: list) -> float:
+    """Length of the union of ``(start, end)`` intervals: the wall time during which at least one ran."""
+    total, end = 0.0, -np.inf
+    for a, b in sorted((float(a), float(b)) for a, b in spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 #: How often the cells a lost worker was running are sent out again before they are recorded as failed.

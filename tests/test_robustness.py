@@ -175,6 +175,30 @@ def test_bad_parameters(params, match):
         Robustness.check_params(params)
 
 
+@pytest.mark.parametrize("baseline, ok", [("pixels", True), ("pixels(size=8)", True), ("pixel", False),
+                                           ("hog", False)])
+def test_baseline_is_checked_against_the_rows_before_the_run(baseline, ok):
+    """A baseline naming no row the task runs on is refused when the file is read (exit 2), not found out
+    after the whole run; the label or the extractor name of a row are accepted, and the default is not
+    checked (no pixels row: the report says no CE could be computed)."""
+    from featbench.config import parse_experiment
+
+    def exp(**task):
+        return {"name": "r", "datasets": [{"name": "digits"}],
+                "extractors": [{"name": "pixels", "size": 8}, {"name": "hog", "size": 16}],
+                "classifiers": [{"name": "logreg"}],
+                "tasks": [{"name": "robustness", "extractors": ["pixels*"], **task}]}
+
+    if ok:
+        parse_experiment(exp(baseline=baseline), source="t.toml")
+    else:
+        with pytest.raises(ConfigError, match=rf"baseline '{baseline}' is not the label or extractor name of a "
+                                              r"row this task runs on.*rows: pixels\(size=8\)"):
+            parse_experiment(exp(baseline=baseline), source="t.toml")
+    parse_experiment({**exp(), "extractors": [{"name": "hog", "size": 16}],
+                      "tasks": [{"name": "robustness"}]}, source="t.toml")
+
+
 def test_defaults():
     p = Robustness.check_params({})
     assert p["severities"] == [1, 2, 3, 4, 5] and len(p["corruptions"]) == 15

@@ -90,6 +90,10 @@ def test_run_writes_every_report(tmp_path):
     assert stages["extraction_wall_s"] > 0 and stages["cells_wall_s"] > 0
     np.testing.assert_allclose(stages["classifier_fit_s"], results["classifier_fit_s"].sum(), atol=0.01)
     assert stages["task_s"] >= stages["classifier_fit_s"] - 0.01
+    # the wall time with a fit running: at least the longest cell's, at most their sum and the cells' stage
+    assert results["classifier_fit_s"].max() - 0.01 <= stages["classifier_fit_wall_s"]
+    assert stages["classifier_fit_wall_s"] <= min(stages["classifier_fit_s"], stages["cells_wall_s"]) + 0.01
+    assert "classifier_fit_spans" not in results  # the spans go into the stage total, not the records
     # every fit of every search counted (3 inner folds × grid + the refit; no search for one value)
     grids = results["C_grid"].map(lambda g: len(json.loads(g)))
     assert (results["n_fits"] == np.where(grids > 1, 3 * grids + 1, 1)).all()
@@ -382,3 +386,12 @@ def test_parallel_only_when_the_probe_says_it_pays(monkeypatch):
         assert len(calls) == 1
     np.testing.assert_array_equal(cheap, serial)
     np.testing.assert_array_equal(forced, serial)
+
+
+def test_covered_seconds_is_the_length_of_the_union():
+    from featbench.runner import covered_seconds
+
+    assert covered_seconds([]) == 0.0
+    assert covered_seconds([(0, 2), (1, 3), (5, 6)]) == 4.0  # [0, 3] and [5, 6]
+    assert covered_seconds([(5, 6), (0, 10)]) == 10.0  # one inside another, in any order
+    assert covered_seconds([(0, 1), (1, 2)]) == 2.0

@@ -139,6 +139,13 @@ class Task:
         self.classifiers = list(classifiers)
 
     @classmethod
+    def check_rows(cls, params: dict, rows: Sequence[tuple[str, str]]) -> None:
+        """Check, before anything runs, the parameters that name extractor rows (a baseline) against the rows
+        the task runs on: ``(label, extractor name)`` pairs. ``params`` are the table's as written (valid:
+        :meth:`check_params` accepted them), without defaults. Raise :class:`~featbench.errors.ConfigError`
+        naming the value and the accepted rows. Nothing to check by default."""
+
+    @classmethod
     def check_params(cls, params: dict) -> dict:
         """Validate the ``[[tasks]]`` table's parameters (without ``name``/``label``); return them with
         defaults filled in. Raise :class:`~featbench.errors.ConfigError` naming the key and what is accepted."""

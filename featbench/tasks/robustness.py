@@ -19,6 +19,7 @@ against severity for every corruption, shows what each severity looks like, and 
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from pathlib import Path
@@ -108,6 +109,20 @@ class Robustness(Classification):
             raise ConfigError(f"retrieval must be true or false, got {retrieval!r}")
         return {"corruptions": list(corruptions), "severities": sorted(severities), "baseline": baseline,
                 "retrieval": retrieval}
+
+    @classmethod
+    def check_rows(cls, params: dict, rows) -> None:
+        """``baseline`` must be the label (or the extractor name) of a row the task runs on: a typo would
+        otherwise show only after the whole run, as a report without corruption errors. The default
+        (``pixels``) is not checked: without such a row the report says that no CE could be computed."""
+        baseline = params.get("baseline")
+        if baseline is None or any(baseline in row for row in rows):
+            return
+        labels = [label for label, _ in rows]
+        close = difflib.get_close_matches(baseline, [*labels, *(name for _, name in rows)], n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+        raise ConfigError(f"baseline {baseline!r} is not the label or extractor name of a row this task runs on"
+                          f"{hint} (rows: {', '.join(labels)})")
 
     # -- cells and views ---------------------------------------------------------------------
     @property
