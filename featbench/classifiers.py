@@ -29,8 +29,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_array, check_is_fitted
-from threadpoolctl import threadpool_limits
 
+from featbench._threads import one_thread
 from featbench._warnings import count_convergence_warnings
 from featbench.linear_svm import DualPrimalLinearSVC, NewtonLinearSVC
 from featbench.registry import register_classifier
@@ -437,7 +437,7 @@ def search_and_fit(
     scores: dict = {}
     # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
     # oversubscription beside other workers): one thread per fit; cells run in parallel instead.
-    with threadpool_limits(limits=1):
+    with one_thread():
         if len(grid) > 1 and folds >= 2:
             fold_scores = np.zeros((len(grid), folds))
             cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)

@@ -141,6 +141,12 @@ def _params(pairs: list[str]) -> dict:
     return params
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, like featbench's other messages (``--debug``: Python's own format, with the
+    source line)."""
+    print(f"featbench: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``featbench`` command; returns the exit code."""
     try:
@@ -157,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\..*)?")
         if "cv2" in sys.modules:  # imported already (featbench used from Python): the variable came too late
             sys.modules["cv2"].utils.logging.setLogLevel(sys.modules["cv2"].utils.logging.LOG_LEVEL_SILENT)
+        warnings.showwarning = _one_line_warning
     try:
         if args.command == "run":
             return _cmd_run(args)
@@ -316,10 +323,12 @@ def _cmd_report(args) -> int:
     good, bad = read_cells(run_dir / "cells")
     if wanted is not None:
         records = [good[name] for name in wanted if isinstance(name, str) and name in good]
+        absent = [str(name) for name in wanted if not (isinstance(name, str) and name in good)]
         n_wanted = len(wanted)
     else:  # run.json written before cell_files existed: match by cell id
         by_id = {rec["cell_id"]: rec for rec in good.values()}
         records = [by_id[c] for c in info["cell_ids"] if isinstance(c, str) and c in by_id]
+        absent = [f"cell id {c}" for c in info["cell_ids"] if not (isinstance(c, str) and c in by_id)]
         n_wanted = len(info["cell_ids"])
     missing = n_wanted - len(records)
     if not records:
@@ -328,9 +337,11 @@ def _cmd_report(args) -> int:
     info.setdefault("cells", {})
     if isinstance(info["cells"], dict):
         info["cells"]["unreadable"] = missing
+        info["cells"]["unreadable_names"] = absent
     write_reports(run_dir, records, info)
-    note = f" ({missing} cell(s) missing or unreadable, left out: run the experiment again to recompute them)" \
-        if missing else ""
+    shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+    note = f" ({missing} cell(s) missing or unreadable, left out: {shown}; run the experiment again to " \
+        "recompute them)" if missing else ""
     print(f"featbench: rewrote {run_dir / 'report.md'} from {len(records)} cells{note}")
     return 0
 

@@ -138,9 +138,13 @@ def choose_extractors(images, wanted: Sequence[str] | None = None, random_weight
     """Extractors for ``images``: the defaults that can work on them (or those in ``wanted``), with the
     reasons for the ones left out. A name in ``wanted`` that is not a default is used as registered, with
     its default parameters."""
+    side, colour = _image_facts(images)
+    return _choose(side, colour, wanted, random_weights)
+
+
+def _choose(side: int, colour: bool, wanted: Sequence[str] | None, random_weights: bool) -> Choice:
     from featbench.registry import EXTRACTORS
 
-    side, colour = _image_facts(images)
     chosen, left_out = [], []
     for kind in (wanted or DEFAULT_EXTRACTORS):
         if kind in DEFAULT_EXTRACTORS:
@@ -179,8 +183,8 @@ def compare_experiment(sources: Sequence[str | Path], *, extractors: Sequence[st
     """The experiment ``featbench compare`` runs on ``sources`` (folders or built-in dataset names), as the
     dictionary an experiment file parses to, and the extractor choice made for each dataset.
 
-    The extractors are those that work on every dataset; each dataset's left-out ones are in its
-    :class:`Choice`. ``quick``: one hold-out split, logistic regression with C = 1 only, classification only.
+    The extractors are those that work on every dataset, with the parameters for the smallest images; each
+    dataset's :class:`Choice` names the ones left out, including those left out because of another dataset. ``quick``: one hold-out split, logistic regression with C = 1 only, classification only.
     """
     from featbench.config import parse_experiment
     from featbench.runner import _load
@@ -191,13 +195,22 @@ def compare_experiment(sources: Sequence[str | Path], *, extractors: Sequence[st
     probe = parse_experiment({"name": "probe", "datasets": datasets, "extractors": [{"name": "pixels"}],
                               "classifiers": [{"name": "logreg"}]}, source="featbench compare")
     choices: dict[str, Choice] = {}
-    tables: list[dict] | None = None
     for dcfg in probe.datasets:
-        images = _load(dcfg)
-        choice = choose_extractors(images, extractors, random_weights)
-        choices[dcfg.label] = choice
-        labels = [t["label"] for t in choice.extractors]
-        tables = choice.extractors if tables is None else [t for t in tables if t["label"] in labels]
+        choices[dcfg.label] = choose_extractors(_load(dcfg), extractors, random_weights)
+    # One experiment runs every extractor on every dataset: those that work on all of them, with the
+    # parameters for the smallest images (and no colour extractor unless every dataset is in colour).
+    common = _choose(min(c.side for c in choices.values()), all(c.colour for c in choices.values()),
+                     extractors, random_weights)
+    tables = common.extractors
+    if len(choices) > 1:
+        for label, choice in choices.items():
+            own = {kind for kind, _ in choice.left_out}
+            for kind, why in common.left_out:
+                if kind not in own:
+                    where = next((other for other, c in choices.items() if kind in {k for k, _ in c.left_out}),
+                                 "the set of datasets")
+                    choice.left_out.append((kind, f"it cannot work on {where}, compared in the same run ({why}); "
+                                                  f"compare {label} alone to include it"))
     if not tables:
         raise ConfigError("featbench compare: no extractor can work on these images: "
                           + "; ".join(f"{k}: {w}" for c in choices.values() for k, w in c.left_out))

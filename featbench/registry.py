@@ -87,12 +87,17 @@ class Registry:
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
 
         def decorator(target: T) -> T:
+            problem = self._check(target) if self._check is not None else None
+            if problem:
+                raise ConfigError(f"cannot register {self.kind} {name or '?'!r}: {problem}")
+            if getattr(target, "__module__", None) not in self._builtins:
+                self._ensure_loaded()  # a plugin's name is checked against the built-ins, whatever came first
             key = name or getattr(target, "name", None) or target.__name__
             existing = self._entries.get(key)
             if existing is not None and existing is not target and not replace:
                 raise ConfigError(
-                    f"{self.kind} name {key!r} is already registered by "
-                    f"{_qualname(existing)}; choose another name or pass replace=True"
+                    f"{self.kind} name {key!r} is already registered by {_qualname(existing)}; "
+                    f"{_qualname(target)}{_origin(target)} cannot take it: choose another name or pass replace=True"
                 )
             self._entries[key] = target
             self._unavailable.pop(key, None)
@@ -208,6 +213,12 @@ def _is_task_class(obj: Any) -> str | None:
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _origin(obj: Any) -> str:
+    """`` (in <file>)`` for an object defined in a file, else nothing."""
+    path = getattr(sys.modules.get(getattr(obj, "__module__", None) or ""), "__file__", None)
+    return f" (in {path})" if path else ""
 
 
 EXTRACTORS = Registry(

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from featbench._memory import PeakMemory
+from featbench._threads import one_thread
 from featbench.cache import usable_cache
 from featbench.classifiers import take_fit_spans
 from featbench.config import Experiment, ExtractorConfig, load_experiment
@@ -143,6 +143,8 @@ def run(
                 # class folders the loader left out because none of their images could be read
                 "dropped_classes": "; ".join(" ".join(f"{d.source} ({d.reason})".split())
                                              for d in getattr(images, "dropped_classes", ())),
+                # the files left out, named (the first SKIPPED_NAMED of them), only where there are any
+                **({"skipped_files": _skipped_names(images.skipped)} if images.skipped else {}),
             }
             # The cells of a dataset are queued while its features are computed, then run together on the
             # workers (or the dask cluster): extraction and fitting never compete for the cores, so the
@@ -284,7 +286,7 @@ def run_cell(task: Any, cell: Cell, data: TaskInput, record: dict, plugins: tupl
     t0 = time.perf_counter()
     # one BLAS thread wherever the cell runs: the cores go to cells, and a cell's floating-point sums are the
     # same in this process, a loky worker or a dask worker
-    with PeakMemory() as mem, threadpool_limits(limits=1):
+    with PeakMemory() as mem, one_thread():
         try:
             for spec in plugins:
                 load_plugin(spec)
@@ -297,6 +299,16 @@ def run_cell(task: Any, cell: Cell, data: TaskInput, record: dict, plugins: tupl
     rec["task_s"] = round(time.perf_counter() - t0, 4)
     rec["task_peak_rss_mb"] = mem.mb
     return rec
+
+
+#: How many unreadable files a record names (all are counted in ``skipped_images``).
+SKIPPED_NAMED = 20
+
+
+def _skipped_names(skipped: list) -> str:
+    names = [" ".join(f"{s.source} ({s.reason})".split()) for s in skipped[:SKIPPED_NAMED]]
+    more = len(skipped) - len(names)
+    return "; ".join(names) + (f"; and {more} more" if more > 0 else "")
 
 
 def covered_seconds(spans: list) -> float:

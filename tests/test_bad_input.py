@@ -496,9 +496,11 @@ def test_report_skips_and_counts_bad_cells_and_run_recomputes_them(tmp_path, cap
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "from 1 cells (1 cell(s) missing or unreadable" in said, said
+    assert f"from 1 cells (1 cell(s) missing or unreadable, left out: {cells[0].name};" in said, said
     assert len(pd.read_csv(out / "results.csv")) == 1
-    assert "1 cell(s) of this run were missing or unreadable" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "1 cell(s) of this run were missing or unreadable" in report
+    assert f"Left out: `{cells[0].name}`." in report  # named, so the user knows which row is short
     # ``run`` recomputes the damaged cell and puts its row back where it was (item 19)
     assert main(["run", str(tmp_path / "exp.toml"), "--out", str(out)]) == 0
     after = pd.read_csv(out / "results.csv")

@@ -131,7 +131,10 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path, capsys):
     assert results["skipped_images"].tolist() == [1]
     assert results["n_images"].tolist() == [16]
     assert results["status"].tolist() == ["ok"]
-    assert "1 unreadable image(s) were left out" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "1 unreadable image(s) were left out of this dataset: " in report
+    assert str(tmp_path / "data" / "bright" / "broken.png") in report  # named, with why
+    assert results["skipped_files"].str.contains("broken.png").all()
 
 
 def test_list_command(capsys):

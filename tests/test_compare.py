@@ -132,3 +132,24 @@ def test_report_overview_has_a_column_per_dataset_and_the_best_in_bold():
     hog, lbp = ([c.strip() for c in ln.split("|")[1:-1]] for ln in table)
     assert hog == ["`hog`", "**0.850 ± 0.071 (logreg)**", "—"]  # its best classifier, the column's best
     assert lbp == ["`lbp`", "0.500 ± 0.000 (logreg)", "**0.700 ± 0.000 (logreg)**"]
+
+
+def test_several_datasets_share_what_works_on_all_and_each_names_what_another_excluded(tmp_path):
+    """compare of 8 px gray and 40 px colour images: one experiment, the extractors that work on both with
+    the small images' parameters (LBP at 8 px, no HOG, no colour histogram); the large set names why HOG,
+    dense SIFT and the colour histogram are missing from its rows."""
+    from featbench.comparison import compare_experiment
+
+    small = _tiny_folder(tmp_path / "small", side=8, colour=False)
+    large = _tiny_folder(tmp_path / "large", side=40)
+    data, choices = compare_experiment([large, small], quick=True)  # the larger first: order must not matter
+    tables = {t["label"]: t for t in data["extractors"]}
+    assert {"pixels", "lbp"} <= set(tables)  # (and MobileNet where its ImageNet weights are found)
+    assert not {"hog", "color-hist", "dense-sift-fisher", "sift-bovw", "orb-bovw"} & set(tables)
+    assert tables["lbp"]["size"] == 8
+    own = dict(choices["large"].left_out)
+    assert own["hog"].startswith("it cannot work on small, compared in the same run (images are 8 px")
+    assert own["dense-sift"].startswith("it cannot work on small") and "compare large alone" in own["dense-sift"]
+    assert own["color-hist"].startswith("it cannot work on small, compared in the same run (the images are gray")
+    assert dict(choices["small"].left_out)["hog"].startswith("images are 8 px")  # its own reason, said once
+    assert len(choices["small"].left_out) == len(dict(choices["small"].left_out))

@@ -130,6 +130,9 @@ def test_config_picks_dataset_extractor_and_protocol(tmp_path, capsys):
         size = 32
         [[classifiers]]
         name = "logreg"
+        [[tasks]]
+        name = "classification"
+        extractors = ["hog*"]  # a task of the other row only: extract runs no task, so it does not matter
     """))
     out = tmp_path / "p.npz"
     code, _, err = _extract(capsys, "--config", str(cfg), "-e", "small-pixels", "-o", str(out))

@@ -199,3 +199,17 @@ def test_load_dataset_refuses_any_loader_result_with_one_class(tmp_path):
         assert "one-class-test-set" in str(err.value) and "found 1" in str(err.value)
     finally:
         DATASETS._entries.pop("one-class-test-set", None)
+
+
+def test_the_command_line_shows_a_dropped_class_in_one_line(tmp_path, capsys):
+    """From the command line the warning is one line naming the folder and the class, without Python's
+    file:line prefix and source line."""
+    from featbench.cli import main
+
+    root = _tree(tmp_path / "data")
+    for f in sorted((root / "dogs").iterdir()):
+        _truncate(f)
+    assert main(["extract", str(root), "-e", "pixels", "-o", str(tmp_path / "out.npz"), "--n-jobs", "1"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "dropped" in line]
+    assert err == [f"featbench: warning: dataset folder '{root}': class 'dogs' dropped: no readable image "
+                   "(3 files skipped)"]

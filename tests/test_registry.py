@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from featbench import list_classifiers, list_datasets, list_extractors, register_extractor
-from featbench.errors import UnknownNameError
+from featbench.errors import ConfigError, UnknownNameError
 from featbench.extractors import Extractor, ExtractorSpec
 from featbench.registry import EXTRACTORS, Registry
 
@@ -225,3 +225,25 @@ def test_hostile_entry_points_are_listed_as_unavailable_and_break_nothing(tmp_pa
     assert ran.returncode == 2
     assert ran.stderr.strip().splitlines() == [ran.stderr.strip()]
     assert "extractor 'exits' is unavailable: it called sys.exit(4) on import" in ran.stderr
+
+
+def test_what_is_not_an_extractor_is_refused_when_registered():
+    with pytest.raises(ConfigError, match=r"cannot register extractor 'weird': 42 is not an extractor class"):
+        register_extractor("weird")(42)
+    assert "weird" not in list_extractors()
+
+
+def test_a_plugin_taking_a_built_in_name_is_told_which_one_and_where():
+    """The built-ins are registered first whatever was imported first, so the message names the built-in
+    that has the name and the file of the class that wanted it."""
+    with pytest.raises(ConfigError) as err:
+        @register_extractor("hog")
+        class MyHog(Extractor):
+            spec = ExtractorSpec(family="classical", color="gray", description="mine", references=("-",))
+
+            def _transform_one(self, image):
+                return [image.mean()]
+    message = str(err.value)
+    assert "'hog' is already registered by featbench.extractors.hog." in message
+    assert f"(in {__file__})" in message
+    assert EXTRACTORS.get("hog").__module__ == "featbench.extractors.hog"

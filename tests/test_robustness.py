@@ -6,6 +6,7 @@ get one line, and the report tests the claims."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_records_and_report(result):
     report = (tmp / "out" / "report.md").read_text()
     section = report[report.index("### robustness"):]
     assert "mCE (baseline `pixels(size=8)`)" in section  # the one row of the extractor named pixels
-    assert "**rotation** (rotation): degrades least:" in section
+    assert re.search(r"\*\*rotation\*\* \(rotation\): (degrades least|unchanged|improves most): ", section)
     assert "Retrieval under rotation 90°" in section  # severity 4 of rotation is 90 degrees
     assert "LBP under brightness/contrast" in section
     assert (tmp / "out" / "plots" / "textures_robustness_severity.png").is_file()
@@ -254,3 +255,18 @@ def test_retrieval_claim_warns_when_the_compared_rows_are_near_chance():
     assert "Caution: `lbp` has a clean mAP close to a random ranking's (about 0.100)" in text
     fine = pd.DataFrame([row("hog", {}, 0.6, 0.3), row("lbp", {"grid": 1}, 0.9, 0.9)])
     assert "random ranking" not in "\n".join(claim_lines(fine))
+
+
+def test_a_row_that_gains_under_a_corruption_is_not_said_to_degrade_least():
+    from featbench.tasks.robustness import claim_lines
+
+    def row(name: str, clean: float, under: float) -> dict:
+        return {"dataset": "d", "extractor": name, "extractor_name": name, "extractor_params": "{}",
+                "weights": "", "classifier": "logreg", "split": 0, "accuracy": clean, "n_classes": 4,
+                "corrupted_accuracy": json.dumps({"rotation": [under, under]}), "severities": json.dumps([1, 3])}
+
+    gains = claim_lines(pd.DataFrame([row("hog", 0.8, 0.5), row("lbp", 0.8, 0.88)]))
+    line = next(x for x in gains if x.startswith("- **rotation**"))
+    assert "improves most: `lbp` (0.800 → 0.880, +10.0 %)" in line and "degrades least" not in line
+    drops = claim_lines(pd.DataFrame([row("hog", 0.8, 0.5), row("lbp", 0.8, 0.7)]))
+    assert "degrades least: `lbp` (0.800 → 0.700, −12.5 %)" in next(x for x in drops if x.startswith("- **rotation**"))

@@ -57,8 +57,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
+from featbench._threads import one_thread
 from featbench._warnings import count_convergence_warnings
 from featbench.errors import ConfigError
 
@@ -180,7 +180,7 @@ class _Encoder(BaseEstimator):
         # Single-threaded on purpose: the samples are small (<= max_descriptors x d), so threads gain
         # little, and BLAS / OpenMP threads that spin against other busy processes made GMM and
         # k-means fits 5-40x slower on a shared 2-core machine (measured).
-        with threadpool_limits(limits=1):
+        with one_thread():
             if self.pca is not None:
                 if self.pca > min(X.shape):
                     raise ConfigError(

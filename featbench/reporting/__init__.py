@@ -67,7 +67,9 @@ def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str
         f"({cells.get('computed', '?')} computed in this run, {cells.get('reused', '?')} reused).",
         "",
         *([f"**{cells['unreadable']} cell(s) of this run were missing or unreadable when this report was written "
-           "and are left out of it; run the experiment again to recompute them.**", ""]
+           "and are left out of it; run the experiment again to recompute them.**"
+           + (" Left out: " + ", ".join(f"`{name}`" for name in cells["unreadable_names"]) + "."
+              if cells.get("unreadable_names") else ""), ""]
           if cells.get("unreadable") else []),
         *([f"**Ran without a feature cache: {run_info['feature_cache_problem']}.**", ""]
           if run_info.get("feature_cache_problem") else []),
@@ -91,7 +93,9 @@ def render_markdown(results: pd.DataFrame, run_info: dict, out_dir: Path) -> str
         lines += [f"{r['n_images']} images, {r['n_classes']} classes; {n_splits} split(s) of "
                   f"{first['n_train']} train / {first['n_test']} test images.", ""]
         if int(r["skipped_images"] or 0):
-            lines += [f"**{int(r['skipped_images'])} unreadable image(s) were left out of this dataset.**", ""]
+            named = r.get("skipped_files")
+            lines += [f"**{int(r['skipped_images'])} unreadable image(s) were left out of this dataset"
+                      f"{': ' + named if isinstance(named, str) and named else ''}.**", ""]
         dropped = r.get("dropped_classes")
         if isinstance(dropped, str) and dropped:
             lines += [f"**Warning: class(es) left out because none of their images could be read: {dropped}. "

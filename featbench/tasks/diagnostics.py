@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from featbench._text import slug
+from featbench._threads import one_thread
 from featbench.errors import ConfigError
 from featbench.registry import register_task
 from featbench.tasks.base import Cell, ReportContext, Task, TaskInput
@@ -100,7 +101,6 @@ class Diagnostics(Task):
     def run(self, cell: Cell, data: TaskInput) -> dict:
         from sklearn.metrics import silhouette_score
         from sklearn.preprocessing import StandardScaler
-        from threadpoolctl import threadpool_limits
 
         X = StandardScaler().fit_transform(np.asarray(data.train, dtype=np.float64))
         y = np.asarray(data.y_train)
@@ -110,7 +110,7 @@ class Diagnostics(Task):
         # cosine distance of an all-zero row is undefined: such rows are left out of the silhouette (and counted)
         nonzero = np.linalg.norm(Xs, axis=1) > 0
         rec["silhouette_left_out"] = int((~nonzero).sum())
-        with threadpool_limits(limits=1):
+        with one_thread():
             rec["silhouette"] = (float(silhouette_score(Xs[nonzero], ys[nonzero], metric="cosine"))
                                  if len(np.unique(ys[nonzero])) > 1 and nonzero.sum() > len(np.unique(ys)) else None)
             if data.split_index == 0:

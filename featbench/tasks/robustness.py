@@ -224,8 +224,9 @@ class Robustness(Classification):
                       f"![{dataset}: accuracy vs severity]({grid.relative_to(ctx.out_dir).as_posix()})"]
             strip = Path("plots") / _strip_name(dataset, label)
             if (Path(ctx.out_dir) / strip).is_file():
+                shown = ", ".join(map(str, [0, *json.loads(ok["severities"].iloc[0])]))
                 lines += ["", "What the severities look like: the first test image of the first split, each "
-                          "corruption (rows) at severities 0–5 (columns), as the extractors saw it:", "",
+                          f"corruption (rows) at severities {shown} (columns), as the extractors saw it:", "",
                           f"![{dataset}: corruptions by severity]({strip.as_posix()})"]
             lines += ["", *claim_lines(ok)]
             lines += ["", *_cost_lines(ok)]
@@ -531,7 +532,9 @@ def claim_lines(rows: pd.DataFrame) -> list[str]:
         pool = useful if not useful.empty else st
         least = pool.sort_values(["rel", "under"], ascending=[True, False]).iloc[0]
         best = st.sort_values("under", ascending=False).iloc[0]
-        lines.append(f"- **{title}** ({', '.join(present)}): degrades least: {_fmt_row(least)}"
+        # rel > 0: a drop; a row that gains under the corruption did not "degrade least"
+        verb = "degrades least" if least["rel"] > 0 else ("unchanged" if least["rel"] == 0 else "improves most")
+        lines.append(f"- **{title}** ({', '.join(present)}): {verb}: {_fmt_row(least)}"
                      + ("" if useful.empty or len(useful) == len(st)
                         else f" (of the rows with clean accuracy ≥ {floor:.3f}, a quarter of the way from chance to 1)")
                      + f"; most accurate under it: `{best['row']}` ({best['under']:.3f}).")
