@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,3 +44,12 @@ def slug(text: str, limit: int = 60) -> str:
     if len(s) > limit:
         s = f"{s[:limit - 9]}-{hashlib.sha256(str(text).encode()).hexdigest()[:8]}"
     return s
+
+
+def spread(row: Any, metric: str) -> str:
+    """`` ± <std>`` of ``metric`` over the splits of a summary row, or `` (1 split)`` where there is one split
+    (no spread to show, rather than a misleading ± 0.000)."""
+    splits = row.get("splits")
+    if splits is not None and splits == splits and int(splits) < 2:
+        return " (1 split)"
+    return f" ± {row[f'{metric}_std']:.3f}"

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="featbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="featbench", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -244,7 +244,7 @@ def _describe(kind: str, obj) -> tuple[str, str, str]:
         return obj.family, obj.description, "available"
     if kind == "tasks":
         return "task", obj.description, "available"
-    doc = (obj.__doc__ or "").strip().splitlines()
+    doc = (obj.__doc__ or "").replace("``", "").strip().splitlines()
     return "dataset", doc[0] if doc else "", "available"
 
 

@@ -132,6 +132,8 @@ def test_report_overview_has_a_column_per_dataset_and_the_best_in_bold():
     hog, lbp = ([c.strip() for c in ln.split("|")[1:-1]] for ln in table)
     assert hog == ["`hog`", "**0.850 ± 0.071 (logreg)**", "—"]  # its best classifier, the column's best
     assert lbp == ["`lbp`", "0.500 ± 0.000 (logreg)", "**0.700 ± 0.000 (logreg)**"]
+    one = overview_lines(results_table([r for r in records if r["split"] == "s0"]))
+    assert "| `hog` | **0.800 (1 split) (logreg)** | — |" in one  # one split: no ± 0.000 to read as certainty
 
 
 def test_several_datasets_share_what_works_on_all_and_each_names_what_another_excluded(tmp_path):

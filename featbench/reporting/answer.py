@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from featbench._text import spread
 from featbench.evaluation.significance import significance_columns
 from featbench.reporting.tables import results_table, summary_table
 
@@ -117,7 +118,7 @@ def overview_lines(results: pd.DataFrame) -> list[str]:
             if r is None:
                 row.append("—")
                 continue
-            text = f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} ({r['classifier']})"
+            text = f"{r['accuracy_mean']:.3f}{spread(r, 'accuracy')} ({r['classifier']})"
             row.append(f"**{text}**" if r["accuracy_mean"] == top[d] else text)
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]

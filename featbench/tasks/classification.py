@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from featbench._text import fmt, fmt_count, slug
+from featbench._text import fmt, fmt_count, slug, spread
 from featbench.classifiers import search_and_fit
 from featbench.evaluation import classification_metrics
 from featbench.evaluation.significance import significance_columns
@@ -122,7 +122,7 @@ class Classification(Task):
             p, tied = sig.get((row["extractor"], row["weights"], row["classifier"]), ("—", False))
             lines.append("| " + " | ".join([
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
-                f"{'**' if tied else ''}{row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}{'**' if tied else ''}",
+                f"{'**' if tied else ''}{row['accuracy_mean']:.3f}{spread(row, 'accuracy')}{'**' if tied else ''}",
                 p, f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", fmt_count(row["dim"]),
                 *([fmt_count(row["n_params"]), fmt(row["gflops_per_image"])] if deep else []),
                 fmt(row["extract_ms_per_image"]), fmt(row["images_per_s"]), fmt(row["extractor_fit_s"]),
@@ -182,7 +182,7 @@ def _family_gap_line(ok: pd.DataFrame, sig: dict) -> str | None:
 
     def name(r) -> str:
         w = f" ({r['weights']})" if r["weights"] else ""
-        return f"`{r['extractor']}`{w} + {r['classifier']} {r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}"
+        return f"`{r['extractor']}`{w} + {r['classifier']} {r['accuracy_mean']:.3f}{spread(r, 'accuracy')}"
 
     classical, deep = (best, other) if best["family"] == "classical" else (other, best)
     gap = 100 * (best["accuracy_mean"] - other["accuracy_mean"])

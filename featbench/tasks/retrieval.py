@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featbench._text import fmt, fmt_count, slug
+from featbench._text import fmt, fmt_count, slug, spread
 from featbench.errors import ConfigError
 from featbench.evaluation.retrieval import retrieval_scores
 from featbench.evaluation.significance import significance_columns
@@ -116,7 +116,7 @@ class Retrieval(Task):
             bold = "**" if tied else ""
             lines.append("| " + " | ".join([
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
-                f"{bold}{row['mAP_mean']:.3f} ± {row['mAP_std']:.3f}{bold}", p,
+                f"{bold}{row['mAP_mean']:.3f}{spread(row, 'mAP')}{bold}", p,
                 *(f"{row[f'{m}_mean']:.3f}" for m in _METRICS[1:]), fmt_count(row["dim"]),
                 fmt(row["extract_ms_per_image"]), fmt(row["query_ms_per_image"]),
             ]) + " |")
