@@ -160,14 +160,18 @@ class LinearSVM(Classifier):
         fewer steps."""
         if not folds or not all(isinstance(est, NewtonLinearSVC) for _, est in folds):
             return {}
-        d = X.shape[1]
-        try:  # each fold's decision function is affine in the final scaled features z: read it at 0 and e_j
-            points = prepare.inverse_transform(np.vstack([np.zeros((1, d)), np.eye(d)]))
-        except (AttributeError, ValueError):  # a scaling without an inverse
-            return {}
-        values = np.mean([np.asarray(est.decision_function(prep.transform(points))).reshape(d + 1, -1)
-                          for prep, est in folds], axis=0)
-        return {"clf__initial_coef": ((values[1:] - values[0]).T, values[0])}
+        if not all(step in ("passthrough", None) or isinstance(step, StandardScaler)
+                   for _, step in prepare.steps):
+            return {}  # only per-feature affine scalings are carried over (O(d), no d x d matrix)
+        # each fold's decision function in the final scaled features z: scalings act feature by feature, so
+        # reading them at z = 0 and z = 1 gives their slope and offset per feature
+        ends = prepare.inverse_transform(np.vstack([np.zeros(X.shape[1]), np.ones(X.shape[1])]))
+        coef = intercept = 0.0
+        for prep, est in folds:
+            t0, t1 = np.asarray(prep.transform(ends), dtype=np.float64)
+            coef = coef + est.coef_ * (t1 - t0)
+            intercept = intercept + est.intercept_ + est.coef_ @ t0
+        return {"clf__initial_coef": (coef / len(folds), intercept / len(folds))}
 
     def fit_grid(self, estimator: ClassifierMixin, X: np.ndarray, y: np.ndarray,
                  values: Sequence[float]) -> list[tuple[ClassifierMixin, bool]]:
@@ -442,6 +446,8 @@ def search_and_fit(
             fold_scores = np.zeros((len(grid), folds))
             cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
             fold_models: list = []
+            # the folds' models are kept (for refit_params) only by a classifier that uses them
+            keep_models = type(clf).refit_params is not Classifier.refit_params
             for f, (tr, va) in enumerate(cv.split(X, y)):
                 fitted = clone(prepare).fit(X[tr], y[tr])
                 X_tr, X_va = fitted.transform(X[tr]), fitted.transform(X[va])
@@ -450,14 +456,14 @@ def search_and_fit(
                     n_fits += 1
                     not_converged += bad
                     fold_scores[i, f] = accuracy_score(y[va], est.predict(X_va))
-                    models.append(est)
+                    models.append(est if keep_models else None)
                 fold_models.append((fitted, models))
             mean = fold_scores.mean(axis=1)
             best = int(np.flatnonzero(mean == mean.max())[0])
             chosen = grid[best]
             scores = {v: float(m) for v, m in zip(grid, mean)}
             params = clf.refit_params(X, [(prep, models[best]) for prep, models in fold_models],
-                                      clone(prepare).fit(X, y))
+                                      clone(prepare).fit(X, y)) if keep_models else {}
         else:
             chosen, params = grid[0], {}
         pipe.set_params(**{key: chosen})

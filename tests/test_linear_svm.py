@@ -144,3 +144,19 @@ def test_bad_input_is_refused(narrow):
         NewtonLinearSVC().fit(X_tr, np.zeros(len(X_tr)))
     with pytest.raises(ValueError, match="C must be positive"):
         NewtonLinearSVC(C=0.0).fit(X_tr, y_tr)
+
+
+def test_the_refit_started_from_the_folds_is_the_cold_fit(narrow):
+    """search_and_fit starts the final fit from the folds' models (refit_params): the same optimum as a fit
+    from zero on the same scaled features."""
+    X_tr, y_tr, X_te = narrow
+    X_raw = X_tr * 3.0 + 1.0  # something for the scaler to undo
+    result = search_and_fit(LinearSVM(), X_raw, y_tr, [0.01, 0.1, 1.0])
+    scaled = result.model.named_steps["scale"].transform(X_raw)
+    cold = NewtonLinearSVC(C=result.chosen).fit(scaled, y_tr)
+    warm = result.model.named_steps["clf"]
+    params = LinearSVM().refit_params(X_raw, [], result.model[:-1])
+    assert params == {}  # nothing to start from without folds
+    np.testing.assert_allclose(warm.coef_, cold.coef_, atol=1e-8 * np.abs(cold.coef_).max())
+    np.testing.assert_allclose(warm.intercept_, cold.intercept_, atol=1e-8 * np.abs(cold.coef_).max())
+    assert warm.n_iter_ < cold.n_iter_  # and it did start closer
