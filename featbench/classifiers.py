@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -432,16 +432,25 @@ def search_and_fit(
     """
     started = time.time()
     grid = [int(v) for v in grid] if clf.param_kind == "int" else [float(v) for v in grid]
+    X = np.asarray(X)
+    if X.dtype.kind in "fc" and not np.isfinite(X).all():
+        raise ValueError(f"features contain {int((~np.isfinite(X)).sum()):,} non-finite values (NaN or inf); "
+                         "a classifier needs finite features")
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
     folds = int(min(inner_folds, counts.min()))
     pipe = clf.pipeline(random_state, scale)
     prepare, estimator = pipe[:-1], pipe.steps[-1][1]  # scaling (and row space): fitted once per fold
     key = f"{pipe.steps[-1][0]}__{clf.param}"
+    for value in grid:  # the estimator's parameters are checked here, once, instead of at every fit below
+        if hasattr(estimator, "_parameter_constraints"):
+            clone(estimator).set_params(**{clf.param: value})._validate_params()
     n_fits = not_converged = 0
     scores: dict = {}
     # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
-    # oversubscription beside other workers): one thread per fit; cells run in parallel instead.
-    with one_thread():
+    # oversubscription beside other workers): one thread per fit; cells run in parallel instead. The data
+    # (checked finite above) and the parameters are not validated again at each of the fits and predictions:
+    # on small training sets that validation costs as much as the fits.
+    with one_thread(), config_context(assume_finite=True, skip_parameter_validation=True):
         if len(grid) > 1 and folds >= 2:
             fold_scores = np.zeros((len(grid), folds))
             cv = StratifiedKFold(folds, shuffle=True, random_state=random_state)
@@ -455,7 +464,7 @@ def search_and_fit(
                 for i, (est, bad) in enumerate(clf.fit_grid(estimator, X_tr, y[tr], grid)):
                     n_fits += 1
                     not_converged += bad
-                    fold_scores[i, f] = accuracy_score(y[va], est.predict(X_va))
+                    fold_scores[i, f] = np.mean(est.predict(X_va) == y[va])  # accuracy
                     models.append(est if keep_models else None)
                 fold_models.append((fitted, models))
             mean = fold_scores.mean(axis=1)

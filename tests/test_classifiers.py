@@ -162,3 +162,29 @@ def test_peak_memory_is_the_peak_of_the_block():
         pytest.skip("this system cannot reset a process's peak memory (no /proc/self/clear_refs)")
     assert big.mb >= before.mb + 60
     assert after.mb < big.mb - 40  # the reset forgot the earlier peak
+
+
+def test_search_refuses_non_finite_features(digits):
+    X, y = digits
+    X = X[:300].copy()
+    X[5, 3] = np.nan
+    X[7, 1] = np.inf
+    with pytest.raises(ValueError, match="2 non-finite values"):
+        search_and_fit(LogReg(), X, y[:300], [0.1, 1.0])
+
+
+def test_bad_estimator_parameter_is_named_although_fits_skip_validation(digits):
+    """The fits run without scikit-learn's per-call parameter validation; a bad value is still refused, once,
+    naming the parameter."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = digits
+
+    class Broken(LogReg):
+        def estimator(self, random_state):
+            return super().estimator(random_state).set_params(max_iter=-3)
+
+    with pytest.raises(InvalidParameterError, match="max_iter"):
+        search_and_fit(Broken(), X[:300], y[:300], [0.1, 1.0])
+    with pytest.raises(InvalidParameterError, match="'C'"):
+        search_and_fit(LogReg(), X[:300], y[:300], [0.1, -1.0])

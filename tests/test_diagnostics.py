@@ -64,7 +64,8 @@ def test_run_metrics_and_the_map_of_the_first_split_only():
     assert "picture" not in second
 
 
-@pytest.mark.parametrize("params", [{"max_points": 5}, {"perplexity": 0}, {"tries": 3}, {"max_points": True}])
+@pytest.mark.parametrize("params", [{"max_points": 5}, {"perplexity": 0}, {"tries": 3}, {"max_points": True},
+                                    {"tsne_iterations": 100}, {"tsne_iterations": 500.0}])
 def test_bad_parameters_name_the_key(params):
     with pytest.raises(ConfigError, match=next(iter(params))):
         Diagnostics.check_params(params)

@@ -303,3 +303,22 @@ def test_perf_reference_equals_sklearn_rule():
 def test_invalid_input_raises_value_error(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         retrieval_scores(*args, **kwargs)
+
+
+def test_retrieval_picture_tiles_keep_the_image_and_its_frame_colour(tmp_path):
+    from PIL import Image
+
+    from featbench.reporting.plots import _tile, retrieval_picture
+
+    img = np.array([[0, 50, 100, 150], [200, 250, 255, 10]], dtype=np.uint8)  # 2 x 4, grey
+    tile = _tile(img, 20, "#d62728", 2)
+    assert tile.shape == (20, 20, 3)
+    assert (tile[0, :] == [214, 39, 40]).all() and (tile[:, -1] == [214, 39, 40]).all()  # the frame
+    # 16 x 16 inside the frame: the image scaled by 4 (nearest pixel), centred with white above and below
+    np.testing.assert_array_equal(tile[6:14, 2:18, 0], np.kron(img, np.ones((4, 4), dtype=np.uint8)))
+    assert (tile[2:6, 2:18] == 255).all() and (tile[14:18, 2:18] == 255).all()
+    rows = {name: {"queries": [0], "query_labels": [0], "top": [[1, 2]], "top_labels": [[0, 1]]}
+            for name in ("a", "b")}
+    images = [np.full((8, 8), v, dtype=np.uint8) for v in (0, 100, 200)]
+    path = retrieval_picture(images, rows, "t", tmp_path / "r.png")
+    assert Image.open(path).size[0] > 100
