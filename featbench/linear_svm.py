@@ -15,8 +15,9 @@ the weights (``(I + 2C X̃_Aᵀ X̃_A) w = 2C X̃_Aᵀ y_A``): the linear system
 
 Beside LIBLINEAR's coordinate descent, which stops at a tolerance (and crawls where the problem is badly
 conditioned: hundreds of passes for CNN features of a thousand images), this gives the exact optimum,
-and the solution at one ``C`` is a close start for the next (:meth:`NewtonLinearSVC.fit_path`). Each
-Newton step costs a Cholesky factorisation of ``min(n, d + 1)`` unknowns, so beyond ``max_newton_size`` of
+and the solution at one ``C`` is a close start for the next (:meth:`NewtonLinearSVC.fit_path`). A Newton
+step costs a Cholesky factorisation of up to ``min(n, d + 1)`` unknowns (the later steps, where few images
+enter or leave the margin set, reuse an earlier factor), so beyond ``max_newton_size`` of
 them the problem goes to LIBLINEAR (:class:`DualPrimalLinearSVC`), whose passes cost ``n·d``.
 
 References
@@ -33,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import cho_factor, cho_solve, solve
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
@@ -92,6 +93,7 @@ class _Problem:
         n, d = self.X.shape
         self.kernel = n <= d
         self.gram = self.X @ self.X.T if self.kernel else self.X.T @ self.X
+        self._full: tuple[float, tuple] | None = None  # kernel form: (C, factor of K + I/2C), shared by the classes
 
     def solve(self, y: np.ndarray, C: float, start: np.ndarray | None, max_iter: int,
               guess: np.ndarray | None = None) -> tuple[np.ndarray, int, bool]:
@@ -102,16 +104,10 @@ class _Problem:
         x = np.zeros(G.shape[0]) if start is None else start.copy()
         out = G @ x if self.kernel else X @ x  # decision values of the training images
         inside = y * out < 1 if start is not None or guess is None else y * guess < 1
-        state: dict = {}  # primal form: the factorised Hessian of an earlier margin set
+        state: dict = {}  # the factorised matrix of an earlier margin set
         for step in range(1, max_iter + 1):
-            idx = np.flatnonzero(inside)
-            target = np.zeros_like(x)
             if self.kernel:
-                if len(idx):
-                    M = G[np.ix_(idx, idx)]
-                    M[np.diag_indices_from(M)] += 1.0 / (2 * C)
-                    target[idx] = cho_solve(cho_factor(M, lower=True, check_finite=False), y[idx],
-                                            check_finite=False)
+                target = self._kernel_step(y, C, inside, state)
                 delta = target - x
                 change = G @ delta
                 reg_slope, reg_curv = float(x @ change), float(delta @ change)
@@ -130,6 +126,82 @@ class _Problem:
                 return x, step, True
             inside = now
         return x, max_iter, False
+
+    def _kernel_step(self, y: np.ndarray, C: float, inside: np.ndarray, state: dict) -> np.ndarray:
+        """The minimiser of the quadratic on margin set ``inside`` in the images' coefficients: ``(K_AA + I / 2C)
+        β_A = y_A``, ``β = 0`` elsewhere.
+
+        As in :meth:`_primal_step`, the matrix is factorised for a base set ``B`` (the whole training set's
+        factor, when computed, is shared by every class at the same ``C``); while few images differ, the system
+        on ``A`` is solved with ``B``'s factor: the images that entered border it (a Schur complement), those
+        that left are held at zero by Lagrange multipliers. ``(1 + k) m²`` operations for ``k`` images that differ
+        instead of ``|A|³ / 3``; the residual is checked.
+        """
+        G, n = self.gram, len(self.gram)
+        ridge = 1.0 / (2 * C)
+        beta = np.zeros(n)
+        idx = np.flatnonzero(inside)
+        if not len(idx):
+            return beta
+        if not state and self._full is not None and self._full[0] == C:
+            state.update(mask=np.ones(n, dtype=bool), factor=self._full[1])
+        base = state.get("mask")
+        if base is not None:
+            entered, left = np.flatnonzero(inside & ~base), np.flatnonzero(~inside & base)
+            if len(entered) + len(left) == 0:
+                beta[idx] = cho_solve(state["factor"], y[idx], check_finite=False)
+                return beta
+            if len(entered) + len(left) <= max(8, int(base.sum()) // 8):
+                if self._bordered_solve(y, ridge, np.flatnonzero(base), entered, left, state["factor"], beta):
+                    residual = (G[idx] @ beta) + ridge * beta[idx] - y[idx]
+                    if np.linalg.norm(residual) <= 1e-10 * max(1.0, float(np.linalg.norm(y[idx]))):
+                        return beta
+                beta[:] = 0.0
+        M = G[np.ix_(idx, idx)]
+        M[np.diag_indices_from(M)] += ridge
+        factor = cho_factor(M, lower=True, check_finite=False)
+        state.update(mask=inside, factor=factor)
+        if len(idx) == n:
+            self._full = (C, factor)
+        beta[idx] = cho_solve(factor, y[idx], check_finite=False)
+        return beta
+
+    def _bordered_solve(self, y: np.ndarray, ridge: float, base: np.ndarray, entered: np.ndarray,
+                        left: np.ndarray, factor: tuple, out: np.ndarray) -> bool:
+        """Solve the system on ``(base − left) ∪ entered`` with ``base``'s factor into ``out`` (``False``: a
+        singular Schur complement or multiplier system, so the caller refactorises)."""
+        G = self.gram
+        pos_left = np.searchsorted(base, left)
+        m, e, k = len(base), len(entered), len(left)
+        rhs_b = np.zeros((m, 1 + k))
+        rhs_b[:, 0] = y[base]
+        rhs_b[pos_left, 0] = 0.0
+        rhs_b[pos_left, 1 + np.arange(k)] = 1.0
+        rhs_e = np.zeros((e, 1 + k))
+        rhs_e[:, 0] = y[entered]
+        try:
+            # M_U^-1 [rhs_b; rhs_e] for U = base ∪ entered, by block elimination on base's factor
+            u_b = cho_solve(factor, rhs_b, check_finite=False)
+            if e:
+                M_be = G[np.ix_(base, entered)]
+                Z = cho_solve(factor, M_be, check_finite=False)
+                schur = G[np.ix_(entered, entered)] - M_be.T @ Z
+                schur[np.diag_indices_from(schur)] += ridge
+                u_e = solve(schur, rhs_e - M_be.T @ u_b, assume_a="pos", check_finite=False)
+                u_b = u_b - Z @ u_e
+            else:
+                u_e = rhs_e
+            sol_b, sol_e = u_b[:, 0], u_e[:, 0]
+            if k:  # multipliers that hold the images that left at zero
+                lam = solve(u_b[pos_left, 1:], u_b[pos_left, 0], assume_a="pos", check_finite=False)
+                sol_b = sol_b - u_b[:, 1:] @ lam
+                sol_e = sol_e - u_e[:, 1:] @ lam
+        except (np.linalg.LinAlgError, ValueError):
+            return False
+        out[base] = sol_b
+        out[entered] = sol_e
+        out[left] = 0.0
+        return True
 
     def _primal_step(self, y: np.ndarray, C: float, inside: np.ndarray, state: dict) -> np.ndarray:
         """The minimiser of the quadratic on margin set ``inside``: ``(I + 2C X_Aᵀ X_A) w = 2C X_Aᵀ y_A``.

@@ -160,3 +160,32 @@ def test_the_refit_started_from_the_folds_is_the_cold_fit(narrow):
     np.testing.assert_allclose(warm.coef_, cold.coef_, atol=1e-8 * np.abs(cold.coef_).max())
     np.testing.assert_allclose(warm.intercept_, cold.intercept_, atol=1e-8 * np.abs(cold.coef_).max())
     assert warm.n_iter_ < cold.n_iter_  # and it did start closer
+
+
+@pytest.mark.parametrize("C", [0.01, 10.0])
+def test_kernel_step_on_an_earlier_factor_is_the_direct_solve(wide, C):
+    """A margin set a few images away from the factorised one is solved on that factor (images entered:
+    bordering; images left: multipliers): the solution of the system factorised afresh."""
+    from featbench.linear_svm import _Problem
+
+    X, y, _ = wide
+    problem = _Problem(X, 1.0)
+    assert problem.kernel
+    t = np.where(y == 3, 1.0, -1.0)
+    rng = np.random.default_rng(0)
+    base = rng.random(len(X)) < 0.6
+    state: dict = {}
+    problem._kernel_step(t, C, base, state)
+    assert state["mask"] is base
+    for n_in, n_out in [(0, 3), (4, 0), (3, 5)]:
+        A = base.copy()
+        A[rng.choice(np.flatnonzero(~base), n_in, replace=False)] = True
+        A[rng.choice(np.flatnonzero(base), n_out, replace=False)] = False
+        beta = problem._kernel_step(t, C, A, state)
+        assert state["mask"] is base  # solved on the base's factor, not refactorised
+        idx = np.flatnonzero(A)
+        M = problem.gram[np.ix_(idx, idx)] + np.eye(len(idx)) / (2 * C)
+        expected = np.zeros(len(X))
+        expected[idx] = np.linalg.solve(M, t[idx])
+        # both solves are backward stable: they agree to the conditioning of M times machine precision
+        np.testing.assert_allclose(beta, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
