@@ -34,6 +34,8 @@ PROBE_IMAGES = 16
 # Below this estimated serial time for the rest, shipping images to workers costs more than it saves
 # (e.g. HOG at well under a millisecond per image): the rest is done serially too.
 MIN_PARALLEL_SECONDS = 1.0
+# Serial seconds of work aimed at per chunk sent to a worker.
+CHUNK_SECONDS = 0.2
 
 
 @dataclass
@@ -259,7 +261,10 @@ def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky
     if per_image * len(rest) < MIN_PARALLEL_SECONDS:
         tail = np.asarray(extractor.transform(take(rest)), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate([head, tail], axis=0))
-    chunks = [c for c in np.array_split(rest, min(len(rest), workers * 4)) if len(c)]
+    # chunks of ~CHUNK_SECONDS of work (4 to 16 per worker): a worker slowed by something else running holds
+    # up the end of the run by at most one chunk, while each chunk's dispatch stays negligible
+    wanted = int(np.clip(round(per_image * len(rest) / CHUNK_SECONDS), workers * 4, workers * 16))
+    chunks = [c for c in np.array_split(rest, min(len(rest), wanted)) if len(c)]
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     bar = {"total": len(chunks), "desc": f"  extract {type(extractor).__name__}", "unit": "chunk", "leave": False,
            "disable": disable_bars}

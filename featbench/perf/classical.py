@@ -338,7 +338,7 @@ def hog_speed(quick: bool = False) -> list[Measurement]:
     ]
     with tempfile.TemporaryDirectory(prefix="featbench-perf-") as tmp:
         windows, what = _hog_windows(_HOG_QUICK if quick else _HOG_WINDOWS, Path(tmp))
-        rows += _efficiency_rows("hog", ext, windows, what, quick, rounds=5)  # ~6 s a round
+        rows += _efficiency_rows("hog", ext, windows, what, quick, rounds=8)  # ~14 s a round
     return rows
 
 
