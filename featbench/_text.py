@@ -46,10 +46,13 @@ def slug(text: str, limit: int = 60) -> str:
     return s
 
 
-def spread(row: Any, metric: str) -> str:
+def spread(row: Any, metric: str, of: int | None = None) -> str:
     """`` ± <std>`` of ``metric`` over the splits of a summary row, or `` (1 split)`` where there is one split
-    (no spread to show, rather than a misleading ± 0.000)."""
+    (no spread to show, rather than a misleading ± 0.000). ``of``: the splits the table's other rows have; a row
+    that averages fewer (cells missing from the run) says so: `` ± 0.012 (2 of 3 splits)``."""
     splits = row.get("splits")
-    if splits is not None and splits == splits and int(splits) < 2:
-        return " (1 split)"
-    return f" ± {row[f'{metric}_std']:.3f}"
+    known = splits is not None and splits == splits
+    fewer = f" of {int(of)} splits" if known and of is not None and int(splits) < int(of) else ""
+    if known and int(splits) < 2:
+        return f" (1{fewer or ' split'})"
+    return f" ± {row[f'{metric}_std']:.3f}" + (f" ({int(splits)}{fewer})" if fewer else "")

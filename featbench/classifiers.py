@@ -404,6 +404,15 @@ def take_fit_spans() -> list[tuple[float, float]]:
     return spans
 
 
+def _validate_all(estimator: Any) -> None:
+    """scikit-learn's parameter check (``_validate_params``) of ``estimator`` and of every estimator nested in it
+    (pipeline steps, wrapped estimators): an ``InvalidParameterError`` naming the parameter."""
+    objects = [estimator] + [v for v in estimator.get_params(deep=True).values() if isinstance(v, BaseEstimator)]
+    for obj in objects:
+        if hasattr(obj, "_parameter_constraints"):
+            obj._validate_params()
+
+
 def _fit_counted(estimator, X: np.ndarray, y: np.ndarray, **fit_params: Any) -> tuple[Any, bool]:
     """``estimator.fit(X, y)``, and whether it warned that it had not converged (counted, not shown: the
     caller reports the count)."""
@@ -432,8 +441,8 @@ def search_and_fit(
     """
     started = time.time()
     grid = [int(v) for v in grid] if clf.param_kind == "int" else [float(v) for v in grid]
-    X = np.asarray(X)
-    if X.dtype.kind in "fc" and not np.isfinite(X).all():
+    X = check_array(X, dtype="numeric", ensure_all_finite=False)  # object arrays become float64 here
+    if not np.isfinite(X).all():
         raise ValueError(f"features contain {int((~np.isfinite(X)).sum()):,} non-finite values (NaN or inf); "
                          "a classifier needs finite features")
     counts = np.bincount(np.unique(y, return_inverse=True)[1])
@@ -441,15 +450,14 @@ def search_and_fit(
     pipe = clf.pipeline(random_state, scale)
     prepare, estimator = pipe[:-1], pipe.steps[-1][1]  # scaling (and row space): fitted once per fold
     key = f"{pipe.steps[-1][0]}__{clf.param}"
-    for value in grid:  # the estimator's parameters are checked here, once, instead of at every fit below
-        if hasattr(estimator, "_parameter_constraints"):
-            clone(estimator).set_params(**{clf.param: value})._validate_params()
+    for value in grid:  # every step's parameters (nested estimators too) are checked here, once, not at each fit
+        _validate_all(clone(pipe).set_params(**{key: value}))
     n_fits = not_converged = 0
     scores: dict = {}
     # BLAS/OpenMP thread pools make these small fits much slower, not faster (spin-waiting, and
     # oversubscription beside other workers): one thread per fit; cells run in parallel instead. The data
-    # (checked finite above) and the parameters are not validated again at each of the fits and predictions:
-    # on small training sets that validation costs as much as the fits.
+    # (numeric and finite, checked above) and the parameters (checked above) are not validated again at each of
+    # the fits and predictions: on small training sets that validation costs as much as the fits.
     with one_thread(), config_context(assume_finite=True, skip_parameter_validation=True):
         if len(grid) > 1 and folds >= 2:
             fold_scores = np.zeros((len(grid), folds))

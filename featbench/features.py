@@ -261,8 +261,8 @@ def transform_parallel(extractor, images, n_jobs: int = -1, backend: str = "loky
     if per_image * len(rest) < MIN_PARALLEL_SECONDS:
         tail = np.asarray(extractor.transform(take(rest)), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate([head, tail], axis=0))
-    # chunks of ~CHUNK_SECONDS of work (4 to 16 per worker): a worker slowed by something else running holds
-    # up the end of the run by at most one chunk, while each chunk's dispatch stays negligible
+    # chunks of ~CHUNK_SECONDS of work, but 4 to 16 per worker (longer chunks for long jobs): a worker slowed by
+    # something else running holds up the end of the run by at most one chunk; each dispatch stays negligible
     wanted = int(np.clip(round(per_image * len(rest) / CHUNK_SECONDS), workers * 4, workers * 16))
     chunks = [c for c in np.array_split(rest, min(len(rest), wanted)) if len(c)]
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, solve
+from scipy.linalg import LinAlgWarning, cho_factor, cho_solve, solve
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
@@ -179,25 +179,27 @@ class _Problem:
         rhs_b[pos_left, 1 + np.arange(k)] = 1.0
         rhs_e = np.zeros((e, 1 + k))
         rhs_e[:, 0] = y[entered]
-        try:
-            # M_U^-1 [rhs_b; rhs_e] for U = base ∪ entered, by block elimination on base's factor
-            u_b = cho_solve(factor, rhs_b, check_finite=False)
-            if e:
-                M_be = G[np.ix_(base, entered)]
-                Z = cho_solve(factor, M_be, check_finite=False)
-                schur = G[np.ix_(entered, entered)] - M_be.T @ Z
-                schur[np.diag_indices_from(schur)] += ridge
-                u_e = solve(schur, rhs_e - M_be.T @ u_b, assume_a="pos", check_finite=False)
-                u_b = u_b - Z @ u_e
-            else:
-                u_e = rhs_e
-            sol_b, sol_e = u_b[:, 0], u_e[:, 0]
-            if k:  # multipliers that hold the images that left at zero
-                lam = solve(u_b[pos_left, 1:], u_b[pos_left, 0], assume_a="pos", check_finite=False)
-                sol_b = sol_b - u_b[:, 1:] @ lam
-                sol_e = sol_e - u_e[:, 1:] @ lam
-        except (np.linalg.LinAlgError, ValueError):
-            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LinAlgWarning)  # ill-conditioned: refactorise instead
+            try:
+                # M_U^-1 [rhs_b; rhs_e] for U = base ∪ entered, by block elimination on base's factor
+                u_b = cho_solve(factor, rhs_b, check_finite=False)
+                if e:
+                    M_be = G[np.ix_(base, entered)]
+                    Z = cho_solve(factor, M_be, check_finite=False)
+                    schur = G[np.ix_(entered, entered)] - M_be.T @ Z
+                    schur[np.diag_indices_from(schur)] += ridge
+                    u_e = solve(schur, rhs_e - M_be.T @ u_b, assume_a="pos", check_finite=False)
+                    u_b = u_b - Z @ u_e
+                else:
+                    u_e = rhs_e
+                sol_b, sol_e = u_b[:, 0], u_e[:, 0]
+                if k:  # multipliers that hold the images that left at zero
+                    lam = solve(u_b[pos_left, 1:], u_b[pos_left, 0], assume_a="pos", check_finite=False)
+                    sol_b = sol_b - u_b[:, 1:] @ lam
+                    sol_e = sol_e - u_e[:, 1:] @ lam
+            except (np.linalg.LinAlgError, ValueError, LinAlgWarning):
+                return False
         out[base] = sol_b
         out[entered] = sol_e
         out[left] = 0.0

@@ -188,3 +188,29 @@ def test_bad_estimator_parameter_is_named_although_fits_skip_validation(digits):
         search_and_fit(Broken(), X[:300], y[:300], [0.1, 1.0])
     with pytest.raises(InvalidParameterError, match="'C'"):
         search_and_fit(LogReg(), X[:300], y[:300], [0.1, -1.0])
+
+
+def test_search_refuses_non_finite_features_in_an_object_array(digits):
+    X, y = digits
+    X = X[:300].astype(object)
+    X[5, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite value"):
+        search_and_fit(LogReg(), X, y[:300], [0.1, 1.0])
+
+
+def test_bad_parameter_of_a_nested_estimator_is_named(digits):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from featbench.classifiers import Classifier
+
+    class Wrapped(Classifier):
+        param = "estimator__C"
+
+        def estimator(self, random_state):
+            return OneVsRestClassifier(LogisticRegression(max_iter=200))
+
+    X, y = digits
+    with pytest.raises(InvalidParameterError, match="'C'"):
+        search_and_fit(Wrapped(), X[:300], y[:300], [0.1, -1.0])

@@ -229,3 +229,33 @@ def test_every_invalid_parameter_is_rejected_at_fit_naming_it(name):
         with pytest.raises(InvalidParameterError, match=message):  # ... and by fit, naming the parameter
             ext.fit(imgs, LABELS[:2])
             pytest.fail(f"{name}: fit accepted {param} = {what}")
+
+
+def test_spread_names_the_splits_a_row_averages_when_fewer_than_the_others():
+    from featbench._text import spread
+
+    row = {"splits": 2, "accuracy_std": 0.0123}
+    assert spread(row, "accuracy") == " ± 0.012"
+    assert spread(row, "accuracy", 2) == " ± 0.012"
+    assert spread(row, "accuracy", 3) == " ± 0.012 (2 of 3 splits)"
+    assert spread({"splits": 1, "accuracy_std": 0.0}, "accuracy") == " (1 split)"
+    assert spread({"splits": 1, "accuracy_std": 0.0}, "accuracy", 3) == " (1 of 3 splits)"
+
+
+def test_overview_compares_a_row_with_the_splits_of_its_own_dataset():
+    """A dataset with one official split beside one with three hold-out splits: neither is 'missing' splits."""
+    from featbench.reporting.answer import overview_lines
+    from featbench.reporting.tables import results_table
+
+    records = []
+    for dataset, n_splits in (("official", 1), ("holdout", 3)):
+        for s in range(n_splits):
+            for ext, acc in (("a", 0.9), ("b", 0.8)):
+                records.append({"dataset": dataset, "task": "classification", "task_name": "classification",
+                                "extractor": ext, "classifier": "logreg", "split": f"s{s}", "status": "ok",
+                                "accuracy": acc + 0.01 * s, "dim": 4, "family": "classical"})
+    # one cell of dataset 'holdout' is missing from the run
+    records = [r for r in records if not (r["dataset"] == "holdout" and r["extractor"] == "b" and r["split"] == "s2")]
+    text = "\n".join(overview_lines(results_table(records)))
+    assert "of 3 splits" in text and text.count("of 3 splits") == 1  # only holdout's 'b'
+    assert "(1 split)" in text and "(1 of" not in text

@@ -1,4 +1,5 @@
-"""The ``folder`` loader: your own images, one sub-folder per class, decoded lazily.
+"""The ``folder`` loader: your own images, one sub-folder per class; every file decoded once at load (a check),
+the pixels read again when used.
 
 Everything about a file is decided when the folder is loaded, so that every later
 use of the set sees the same images: each selected file is decoded once in full
@@ -245,7 +246,7 @@ def load_folder(
     limit_per_class: int | None = None,
     seed: int = 0,
 ) -> ImageSet:
-    """Your own images: a folder with one sub-folder per class (decoded lazily).
+    """Your own images: a folder with one sub-folder per class (checked at load, read when used).
 
     Each immediate sub-folder of ``root`` is a class (sorted by name); the images
     anywhere inside it (sorted by path; hidden files and folders and files at the

@@ -111,6 +111,7 @@ def overview_lines(results: pd.DataFrame) -> list[str]:
              "significance tests and the costs.", "",
              "| extractor | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     cells = {(r["dataset"], r["extractor"], r["weights"]): r for _, r in best.iterrows()}
+    most = pd.to_numeric(best["splits"], errors="coerce").groupby(best["dataset"]).max()  # datasets' protocols differ
     for ext, weights in extractors:
         row = [f"`{ext}`" + (f" ({weights})" if weights and weights not in ext else "")]
         for d in datasets:
@@ -118,7 +119,7 @@ def overview_lines(results: pd.DataFrame) -> list[str]:
             if r is None:
                 row.append("—")
                 continue
-            text = f"{r['accuracy_mean']:.3f}{spread(r, 'accuracy')} ({r['classifier']})"
+            text = f"{r['accuracy_mean']:.3f}{spread(r, 'accuracy', most.get(d))} ({r['classifier']})"
             row.append(f"**{text}**" if r["accuracy_mean"] == top[d] else text)
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]

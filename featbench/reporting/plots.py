@@ -75,24 +75,32 @@ def confusion_plot(matrix: np.ndarray, class_names: list[str], title: str, path:
 
 
 def _tile(img: np.ndarray, size: int, frame: str, border: int) -> np.ndarray:
-    """``img`` (grey or RGB, 0-255) fitted into a ``size`` x ``size`` RGB tile (aspect kept, white padding, nearest
-    pixel) inside a ``border``-pixel frame of colour ``frame``."""
+    """``img`` fitted into a ``size`` x ``size`` RGB uint8 tile (aspect kept, white padding, nearest pixel) inside a
+    ``border``-pixel frame of colour ``frame``. ``img``: grey or RGB(A) on 0-255 (a float image whose values all
+    lie in 0-1 is read on that scale); transparent pixels are shown over white."""
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    img = np.clip(np.asarray(img, dtype=np.float64), 0, 255).astype(np.uint8)
-    rgb = np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img[:, :, :3]
-    h, w = rgb.shape[:2]
-    inner = size - 2 * border
+    h, w = img.shape[:2]
+    inner = max(1, size - 2 * border)
     scale = inner / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nh, nw = max(1, min(inner, round(h * scale))), max(1, min(inner, round(w * scale)))
     rows = np.minimum((np.arange(nh) / scale).astype(int), h - 1)
     cols = np.minimum((np.arange(nw) / scale).astype(int), w - 1)
+    small = np.asarray(img[rows][:, cols], dtype=np.float64)  # sampled first: a photo is never copied whole
+    if img.dtype.kind == "f" and small.size and np.nanmax(small) <= 1.0:
+        small = small * 255
+    if small.ndim == 3 and small.shape[2] == 4:  # over white
+        alpha = small[:, :, 3:] / 255
+        small = small[:, :, :3] * alpha + 255 * (1 - alpha)
+    small = np.clip(np.nan_to_num(small), 0, 255).astype(np.uint8)
+    rgb = np.repeat(small[:, :, None], 3, axis=2) if small.ndim == 2 else small[:, :, :3]
     tile = np.empty((size, size, 3), dtype=np.uint8)
     tile[:] = np.asarray(to_rgb(frame)) * 255
-    tile[border:size - border, border:size - border] = 255
-    top, left = border + (inner - nh) // 2, border + (inner - nw) // 2
-    tile[top:top + nh, left:left + nw] = rgb[rows][:, cols]
+    top, left = (size - inner) // 2, (size - inner) // 2
+    tile[top:top + inner, left:left + inner] = 255
+    top, left = top + (inner - nh) // 2, left + (inner - nw) // 2
+    tile[top:top + nh, left:left + nw] = rgb
     return tile
 
 

@@ -118,11 +118,12 @@ class Classification(Task):
                   "dim", *(["params", "GFLOPs/img"] if deep else []),
                   "extract ms/img", "images/s", "extractor fit s", "classifier fit s", "predict ms/img", "chosen"]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        most = int(ok["splits"].max()) if len(ok) else None
         for i, (_, row) in enumerate(ok.iterrows(), 1):
             p, tied = sig.get((row["extractor"], row["weights"], row["classifier"]), ("—", False))
             lines.append("| " + " | ".join([
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
-                f"{'**' if tied else ''}{row['accuracy_mean']:.3f}{spread(row, 'accuracy')}{'**' if tied else ''}",
+                f"{'**' if tied else ''}{row['accuracy_mean']:.3f}{spread(row, 'accuracy', most)}{'**' if tied else ''}",
                 p, f"{row['balanced_accuracy_mean']:.3f}", f"{row['f1_macro_mean']:.3f}", fmt_count(row["dim"]),
                 *([fmt_count(row["n_params"]), fmt(row["gflops_per_image"])] if deep else []),
                 fmt(row["extract_ms_per_image"]), fmt(row["images_per_s"]), fmt(row["extractor_fit_s"]),

@@ -111,12 +111,13 @@ class Retrieval(Task):
         header = ["#", "extractor", "weights", "similarity", "mAP", "p vs best", "recall@1", "recall@5", "recall@10",
                   "precision@10", "dim", "extract ms/img", "query ms/img"]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        most = int(ok["splits"].max()) if len(ok) else None
         for i, (_, row) in enumerate(ok.iterrows(), 1):
             p, tied = sig.get((row["extractor"], row["weights"], row["classifier"]), ("—", False))
             bold = "**" if tied else ""
             lines.append("| " + " | ".join([
                 str(i), f"`{row['extractor']}`", row["weights"] or "", row["classifier"],
-                f"{bold}{row['mAP_mean']:.3f}{spread(row, 'mAP')}{bold}", p,
+                f"{bold}{row['mAP_mean']:.3f}{spread(row, 'mAP', most)}{bold}", p,
                 *(f"{row[f'{m}_mean']:.3f}" for m in _METRICS[1:]), fmt_count(row["dim"]),
                 fmt(row["extract_ms_per_image"]), fmt(row["query_ms_per_image"]),
             ]) + " |")
