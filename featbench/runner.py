@@ -118,11 +118,11 @@ def run(
     stages = {"extraction_wall_s": 0.0, "requested_features_wall_s": 0.0, "cells_wall_s": 0.0, "task_s": 0.0,
               "classifier_fit_s": 0.0, "classifier_fit_wall_s": 0.0}
 
-    fit_spans: list = []
+    fit_spans: dict[str, list] = {}  # task label -> the spans of its classifier fits
 
     def finish(path: Path, rec: dict) -> None:
         nonlocal computed
-        fit_spans.extend(rec.pop("classifier_fit_spans", None) or ())
+        fit_spans.setdefault(str(rec.get("task", "")), []).extend(rec.pop("classifier_fit_spans", None) or ())
         write_cell(path, rec)
         slots[path.name] = rec
         computed += 1
@@ -223,7 +223,10 @@ def run(
                         queue, held = [], 0
             stages["cells_wall_s"] += _run_queue(queue, jobs, finish)
     bar.close()
-    stages["classifier_fit_wall_s"] = covered_seconds(fit_spans)
+    stages["classifier_fit_wall_s"] = covered_seconds([s for spans in fit_spans.values() for s in spans])
+    # the same, task by task (each task's own fits merged over the workers)
+    stages["classifier_fit_wall_s_by_task"] = {task: covered_seconds(spans) for task, spans in fit_spans.items()
+                                               if spans}
     records = [slots[c] for c in order]
     for task in tasks:
         try:
@@ -247,7 +250,8 @@ def run(
         # extraction workers; cells: the queued tasks on the workers), the seconds the workers spent in
         # tasks and in classifier fits (summed over cells: more than the wall time when they ran in parallel),
         # and the wall seconds during which at least one worker was fitting a classifier (its C search)
-        "stages": {k: round(v, 4) for k, v in stages.items()},
+        "stages": {k: ({t: round(x, 4) for t, x in v.items()} if isinstance(v, dict) else round(v, 4))
+                   for k, v in stages.items()},
         "backend": settings.backend,
         "feature_cache": str(cache.root) if cache.root else None,
         **({"feature_cache_problem": cache.problem} if cache.problem else {}),

@@ -94,6 +94,11 @@ def test_run_writes_every_report(tmp_path):
     assert results["classifier_fit_s"].max() - 0.01 <= stages["classifier_fit_wall_s"]
     assert stages["classifier_fit_wall_s"] <= min(stages["classifier_fit_s"], stages["cells_wall_s"]) + 0.01
     assert "classifier_fit_spans" not in results  # the spans go into the stage total, not the records
+    by_task = stages["classifier_fit_wall_s_by_task"]
+    assert set(by_task) == set(results.loc[results["classifier_fit_s"] > 0, "task"])
+    for task, wall in by_task.items():  # each task's merged time lies between its longest cell and the whole
+        fits = results.loc[results["task"] == task, "classifier_fit_s"]
+        assert fits.max() - 0.01 <= wall <= min(fits.sum(), stages["classifier_fit_wall_s"]) + 0.01
     # every fit of every search counted (3 inner folds × grid + the refit; no search for one value)
     grids = results["C_grid"].map(lambda g: len(json.loads(g)))
     assert (results["n_fits"] == np.where(grids > 1, 3 * grids + 1, 1)).all()
