@@ -110,6 +110,24 @@ def test_selection_is_seeded_and_ranked_by_importance(faces):
     assert a.report_info() == {"n_candidates": 3000}
 
 
+def test_selection_is_the_same_with_one_thread_or_many(faces, monkeypatch):
+    """The forest's trees grow on threads; the selection must not depend on how many."""
+    images, labels = faces
+    kw = dict(n_candidates=3000, n_features=25, n_estimators=40, random_state=3)
+    threaded = create_extractor("haar", **kw).fit(images, labels)
+    made, forest = [], haar_module.ExtraTreesClassifier
+
+    def serial(**params):
+        made.append(params["n_jobs"])
+        return forest(**{**params, "n_jobs": 1})
+
+    monkeypatch.setattr(haar_module, "ExtraTreesClassifier", serial)
+    one = create_extractor("haar", **kw).fit(images, labels)
+    assert made == [-1]
+    np.testing.assert_array_equal(threaded.feature_index_, one.feature_index_)
+    np.testing.assert_array_equal(threaded.feature_importances_, one.feature_importances_)
+
+
 def test_without_labels_the_most_variable_features_are_kept(faces):
     images, _ = faces
     ext = create_extractor("haar", size=10, n_candidates=None, n_features=5).fit(images[:40])

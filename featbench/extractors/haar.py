@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import scipy.sparse as sp
+from joblib import parallel_config
 from skimage.feature import haar_like_feature
 from skimage.transform import integral_image
 from sklearn.ensemble import ExtraTreesClassifier
@@ -293,9 +294,12 @@ class Haar(Extractor):
         variance = F.var(axis=0) if len(F) else np.zeros(len(candidates))
         importance = np.zeros(len(candidates))
         if y is not None and len(y) == len(F) and np.unique(y).size >= 2:
+            # the trees are grown on threads (one per core: fits run on the client, not in a worker); each tree's
+            # seed is drawn before they are shared out, so the forest is the same for any number of threads
             forest = ExtraTreesClassifier(n_estimators=self.n_estimators, max_features="sqrt",
-                                          random_state=rng.randint(2**31 - 1), n_jobs=1)
-            importance = forest.fit(F, y).feature_importances_
+                                          random_state=rng.randint(2**31 - 1), n_jobs=-1)
+            with parallel_config(backend="threading"):
+                importance = forest.fit(F, y).feature_importances_
         order = np.lexsort((np.arange(len(candidates)), -variance, -importance))[: self.n_features]
         self.n_candidates_ = len(candidates)
         self.feature_index_ = candidates[order]
