@@ -228,16 +228,24 @@ def test_batch_search_climbs_while_each_size_gains_and_chooses_the_fastest():
 
     # a warm-up batch and two timed windows of at least 16 images each
     assert [BatchSearch.images_for(b) for b in (8, 16, 32, 64)] == [8 + 2 * 16, 16 + 2 * 16, 3 * 32, 3 * 64]
-    search = BatchSearch((8, 16, 32, 64))
-    for b, s in [(8, 1.0), (16, 0.9), (32, 0.885)]:  # 32 gains 1.7 % on 16: under 2 %, the climb stops
+    search = BatchSearch((8, 16, 32, 64, 128))
+    # 32 gains 1.7 % on 16 and 64 is slower: two sizes in a row under 2 %, the climb stops
+    for b, s in [(8, 1.0), (16, 0.9), (32, 0.885), (64, 0.95)]:
         assert not search.done and search.next_candidate() == b
         search.record(b, s)
     assert search.done and search.next_candidate() is None and search.best == 32
-    # a size slower than the one before stops it too, and the fastest before it is chosen
-    slower = BatchSearch((8, 16, 32, 64))
-    for b, s in [(8, 1.0), (16, 0.5), (32, 0.6)]:
+    assert 128 not in search.seconds_per_image
+    # a flat step does not stop it: throughput that rises again after one size without a gain is found
+    plateau = BatchSearch((8, 16, 32, 64, 128))
+    for b, s in [(8, 1.0), (16, 1.0), (32, 0.9), (64, 0.85), (128, 0.86)]:
+        assert not plateau.done
+        plateau.record(b, s)
+    assert plateau.done and plateau.best == 64
+    # two slower sizes after the fastest stop it too, and the fastest before them is chosen
+    slower = BatchSearch((8, 16, 32, 64, 128))
+    for b, s in [(8, 1.0), (16, 0.5), (32, 0.6), (64, 0.7)]:
         slower.record(b, s)
-    assert slower.done and slower.best == 16 and 64 not in slower.seconds_per_image
+    assert slower.done and slower.best == 16 and 128 not in slower.seconds_per_image
     # gains all the way: every candidate is tried, the last is the best
     rising = BatchSearch((8, 16, 32))
     for b, s in [(8, 1.0), (16, 0.5), (32, 0.25)]:
@@ -311,9 +319,9 @@ def test_auto_batch_size_waits_for_a_call_with_enough_images(fake_batch_costs):
 
 def test_auto_batch_size_is_measured_again_by_a_copy_and_for_other_parameters(fake_batch_costs):
     costs, batches = fake_batch_costs
-    costs.update({2: 1.0, 4: 2.0})
+    costs.update({2: 1.0, 4: 2.0, 8: 2.0})
     ext = _small("resnet50", batch_size="auto").fit([])
-    ext.transform(_images(24))
+    ext.transform(_images(46))  # 10 + 12 + 24 images measure 2, 4 and 8
     assert ext.batch_size_ == 2 and ext.batch_search_.done
     for copy in (pickle.loads(pickle.dumps(ext)), clone(ext)):  # another process or machine may differ
         assert copy.batch_search_ is None
